@@ -1,0 +1,33 @@
+"""fastbp's own exceptions. The CLI turns each into one line and an exit code."""
+
+
+class FastBPError(Exception):
+    """Base class. exit_code 1: a failure while running."""
+
+    exit_code = 1
+
+
+class UsageError(FastBPError):
+    """Bad command line, config or argument: exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A config key is unknown, of the wrong type or out of range."""
+
+
+class DataError(UsageError):
+    """A data file is missing, corrupt or does not fit (names the file)."""
+
+
+class CheckpointError(UsageError):
+    """A checkpoint is truncated, foreign or disagrees with the config."""
+
+
+class BackendError(UsageError):
+    """The requested array backend cannot be used here."""
+
+
+class TrainingDiverged(FastBPError):
+    """The loss or a gradient became non-finite."""
