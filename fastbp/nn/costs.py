@@ -1,0 +1,100 @@
+"""Cost functions, in the style of Nielsen's network2.py: each a small class
+with `fn` (the cost) and `delta` (the output error δ^L of BP1).
+
+Rows are samples. `fn` returns the cost summed over the batch (a 0-d device
+array, so that no host sync is needed); the network divides by the batch
+size. `delta` writes δ^L for each row into `out`.
+"""
+
+from __future__ import annotations
+
+
+def _softplus(xp, z):
+    """ln(1 + e^z) without overflow: max(z, 0) + ln(1 + e^{−|z|})."""
+    return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
+
+
+class QuadraticCost:
+    """C = ½ Σ_j (a_j − y_j)², with any elementwise output activation.
+
+    BP1: δ^L = ∇_a C ⊙ σ'(z^L) = (a − y) ⊙ σ'(z^L).
+    """
+
+    name = "quadratic"
+
+    @staticmethod
+    def fn(bk, z, a, y):
+        d = a - y
+        return 0.5 * (d * d).sum()
+
+    @staticmethod
+    def delta(bk, z, a, y, out, act, work):
+        bk.xp.subtract(a, y, out=out)  # ∇_a C = a − y
+        act.backward(bk, out, z, a, work)  # ⊙ σ'(z^L)
+        return out
+
+
+class CrossEntropyCost:
+    """C = −Σ_j [y_j ln a_j + (1 − y_j) ln(1 − a_j)], with sigmoid outputs.
+
+    BP1 simplifies: ∇_a C = (a − y) / (a(1 − a)) and σ'(z) = a(1 − a) cancel,
+    so δ^L = a − y. Computed from z as softplus(z) − y z: never ln(0).
+    """
+
+    name = "cross_entropy"
+    output = "sigmoid"
+
+    @staticmethod
+    def fn(bk, z, a, y):
+        xp = bk.xp
+        return (_softplus(xp, z) - y * z).sum()
+
+    @staticmethod
+    def delta(bk, z, a, y, out, act, work):
+        return bk.xp.subtract(a, y, out=out)  # simplified BP1: δ^L = a − y
+
+
+class LogLikelihoodCost:
+    """C = −ln a_y = −Σ_j y_j ln a_j, with softmax outputs (categorical
+    cross-entropy).
+
+    BP1 simplifies through the softmax Jacobian to δ^L = a − y. Computed
+    from z as Σ_j y_j (logsumexp(z) − z_j): never ln(0).
+    """
+
+    name = "log_likelihood"
+    output = "softmax"
+
+    @staticmethod
+    def fn(bk, z, a, y):
+        xp = bk.xp
+        m = z.max(axis=1, keepdims=True)
+        lse = m + xp.log(xp.exp(z - m).sum(axis=1, keepdims=True))
+        return (y * (lse - z)).sum()
+
+    @staticmethod
+    def delta(bk, z, a, y, out, act, work):
+        return bk.xp.subtract(a, y, out=out)  # simplified BP1: δ^L = a − y
+
+
+COSTS = {c.name: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+
+# Output activation / cost pairs that fastbp accepts. The quadratic cost works
+# with any elementwise output; the two others need their matching output for
+# the simplified BP1 to hold.
+VALID_PAIRS = {
+    "quadratic": ("sigmoid", "identity", "tanh", "relu"),
+    "cross_entropy": ("sigmoid",),
+    "log_likelihood": ("softmax",),
+}
+
+
+def make(name, output):
+    if name not in COSTS:
+        raise ValueError(f"unknown cost {name!r}: choose one of {', '.join(COSTS)}")
+    if output not in VALID_PAIRS[name]:
+        raise ValueError(
+            f"cost {name!r} does not pair with output {output!r}: "
+            f"use output {' or '.join(VALID_PAIRS[name])}"
+        )
+    return COSTS[name]()

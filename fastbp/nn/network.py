@@ -1,0 +1,252 @@
+"""A fully connected network and its backpropagation, written by hand in matrix
+form over a whole mini-batch.
+
+Layout. Rows are samples: a mini-batch X is an (n, n_in) array, so Nielsen's
+column equations z = W a + b become z = a Wᵀ + b row by row. W^l keeps
+Nielsen's shape (n_out, n_in); `W.T` is a free view and BLAS does the
+transpose. All weights and then all biases live in ONE flat buffer
+`params`, and their gradients in a second one, `grads` (the llm.c layout):
+per-layer arrays are views into them, so an optimiser step is a handful of
+whole-buffer operations whatever the depth, and weight decay is one slice
+`params[:n_weights]`.
+
+Speed. Per-layer z, a and δ buffers are allocated once for the largest batch
+seen and reused (a smaller batch uses the leading rows, still contiguous);
+every operation writes in place (`out=`).
+
+The four equations, over a batch (Δ^l holds δ^l for every sample, one per row):
+    BP1  Δ^L = ∇_a C ⊙ σ'(Z^L)             -> costs.*.delta, in `backward`
+    BP2  Δ^l = (Δ^{l+1} W^{l+1}) ⊙ σ'(Z^l)  (row form of ((W^{l+1})ᵀ δ^{l+1}) ⊙ σ'(z^l))
+    BP3  ∂C/∂b^l = Σ_rows Δ^l
+    BP4  ∂C/∂W^l = (Δ^l)ᵀ A^{l−1}          (row form of δ^l (a^{l−1})ᵀ, summed)
+C is the mean cost over the batch, so Δ^L carries the factor 1/n.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_backend, resolve_dtype
+from . import activations, costs
+from . import init as initialisers
+
+
+class _Buffers:
+    """Per-layer work arrays for batches of up to `capacity` rows."""
+
+    def __init__(self, xp, sizes, capacity, dtype, dropout):
+        shapes = [(capacity, n) for n in sizes[1:]]
+        self.capacity = capacity
+        self.z = [xp.empty(s, dtype) for s in shapes]
+        self.a = [xp.empty(s, dtype) for s in shapes]
+        self.delta = [xp.empty(s, dtype) for s in shapes]
+        self.work = [xp.empty(s, dtype) for s in shapes]
+        hidden = shapes[:-1] if dropout else []
+        self.mask = [xp.empty(s, dtype) for s in hidden]
+        self.dropped = [xp.empty(s, dtype) for s in hidden]  # a ⊙ mask, fed forward
+
+
+class Network:
+    """A fully connected feed-forward network.
+
+    sizes      layer sizes, input first: [784, 100, 10]
+    hidden     hidden activation: sigmoid, tanh, relu, leaky_relu
+    output     output activation: sigmoid, softmax, identity (tanh, relu)
+    cost       quadratic, cross_entropy (sigmoid), log_likelihood (softmax)
+    init       normal, normal_scaled, glorot, he
+    backend    numpy, cupy, auto
+    dtype      float32 (default) or float64
+    dropout    probability of dropping each hidden unit while training
+    """
+
+    def __init__(
+        self,
+        sizes,
+        hidden="sigmoid",
+        output="sigmoid",
+        cost="cross_entropy",
+        init="normal_scaled",
+        backend="numpy",
+        dtype="float32",
+        seed=0,
+        leaky_slope=0.01,
+        dropout=0.0,
+    ):
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 2 or min(sizes) < 1:
+            raise ValueError(f"sizes must list at least two positive layer sizes, got {sizes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.sizes = sizes
+        self.hidden_name, self.output_name, self.cost_name = hidden, output, cost
+        self.init_name, self.leaky_slope, self.dropout = init, leaky_slope, dropout
+        self.hidden = activations.make(hidden, activations.HIDDEN, leaky_slope)
+        self.output = activations.make(output, activations.OUTPUT, leaky_slope)
+        self.cost = costs.make(cost, output)
+        self.bk = get_backend(backend)
+        self.xp = self.bk.xp
+        self.dtype = resolve_dtype(dtype)
+
+        shapes = list(zip(sizes[1:], sizes[:-1]))  # (n_out, n_in) per layer
+        self.n_weights = sum(o * i for o, i in shapes)
+        self.n_params = self.n_weights + sum(o for o, _ in shapes)
+        self.params = self.xp.zeros(self.n_params, self.dtype)
+        self.grads = self.xp.zeros(self.n_params, self.dtype)
+        self.weights, self.biases = self._views(self.params, shapes)
+        self.grad_weights, self.grad_biases = self._views(self.grads, shapes)
+
+        draw = initialisers.get(init)
+        rng = np.random.default_rng(seed)
+        for W, b, (n_out, n_in) in zip(self.weights, self.biases, shapes):
+            w0, b0 = draw(rng, n_in, n_out)
+            W[...] = self.xp.asarray(w0, dtype=self.dtype)
+            b[...] = self.xp.asarray(b0, dtype=self.dtype)
+        self._buf = None
+        self._drop_rng = None
+
+    def _views(self, flat, shapes):
+        """Per-layer (W, b) views into a flat buffer: all weights, then all biases."""
+        Ws, bs, w_at, b_at = [], [], 0, self.n_weights
+        for n_out, n_in in shapes:
+            Ws.append(flat[w_at : w_at + n_out * n_in].reshape(n_out, n_in))
+            bs.append(flat[b_at : b_at + n_out])
+            w_at += n_out * n_in
+            b_at += n_out
+        return Ws, bs
+
+    @property
+    def n_layers(self):
+        """Number of weight layers L (the input layer has none)."""
+        return len(self.sizes) - 1
+
+    def buffers(self, n):
+        if self._buf is None or self._buf.capacity < n:
+            self._buf = _Buffers(self.xp, self.sizes, n, self.dtype, self.dropout > 0)
+        return self._buf
+
+    def seed_dropout(self, seed):
+        """Dropout masks come from this seeded device generator (resumable runs)."""
+        self._drop_rng = self.bk.rng(seed)
+
+    # ------------------------------------------------------------------
+    def forward(self, X, train=False):
+        """Forward pass over a batch into the reusable buffers; returns a^L.
+
+        z^l = a^{l−1} (W^l)ᵀ + b^l,  a^l = σ(z^l).
+        With train=True and dropout > 0, each hidden a^l is multiplied by a
+        fresh inverted-dropout mask before it feeds the next layer.
+        """
+        xp, bk, n = self.xp, self.bk, X.shape[0]
+        buf = self.buffers(n)
+        a_prev = X
+        last = self.n_layers - 1
+        for l, (W, b) in enumerate(zip(self.weights, self.biases)):
+            z, a = buf.z[l][:n], buf.a[l][:n]
+            xp.matmul(a_prev, W.T, out=z)
+            xp.add(z, b, out=z)
+            (self.output if l == last else self.hidden).forward(bk, z, a)
+            a_prev = a
+            if train and self.dropout and l < last:
+                a_prev = self._drop(buf, l, n, a)
+        return a_prev
+
+    def _drop(self, buf, l, n, a):
+        xp, p = self.xp, self.dropout
+        if self._drop_rng is None:
+            self.seed_dropout(0)
+        mask, dropped = buf.mask[l][:n], buf.dropped[l][:n]
+        self.bk.random(self._drop_rng, mask)
+        xp.greater_equal(mask, p, out=mask)  # keep with probability 1 − p
+        xp.multiply(mask, 1.0 / (1.0 - p), out=mask)  # inverted: E[a ⊙ mask] = a
+        return xp.multiply(a, mask, out=dropped)
+
+    def backward(self, X, Y):
+        """Backpropagate over the batch whose forward pass just ran.
+
+        Fills `grads` (so grad_weights[l] = ∂C/∂W^l, grad_biases[l] = ∂C/∂b^l)
+        with the gradient of the mean cost over the n rows of X, Y.
+        """
+        xp, bk, n = self.xp, self.bk, X.shape[0]
+        buf, L = self._buf, self.n_layers
+        dropping = self.dropout > 0
+
+        # BP1: δ^L = ∇_a C ⊙ σ'(z^L)  (a − y where the cost simplifies it)
+        delta = buf.delta[L - 1][:n]
+        self.cost.delta(bk, buf.z[L - 1][:n], buf.a[L - 1][:n], Y, delta, self.output, buf.work[L - 1][:n])
+        xp.multiply(delta, 1.0 / n, out=delta)  # C is the batch mean
+
+        for l in range(L - 1, -1, -1):
+            a_prev = X if l == 0 else (buf.dropped if dropping else buf.a)[l - 1][:n]
+            # BP3: ∂C/∂b^l = Σ_batch δ^l
+            xp.sum(delta, axis=0, out=self.grad_biases[l])
+            # BP4: ∂C/∂W^l = δ^l (a^{l−1})ᵀ, summed over the batch as one GEMM
+            xp.matmul(delta.T, a_prev, out=self.grad_weights[l])
+            if l == 0:
+                break  # no δ for the input layer
+            # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
+            below = buf.delta[l - 1][:n]
+            xp.matmul(delta, self.weights[l], out=below)
+            if dropping:
+                xp.multiply(below, buf.mask[l - 1][:n], out=below)
+            self.hidden.backward(bk, below, buf.z[l - 1][:n], buf.a[l - 1][:n], buf.work[l - 1][:n])
+            delta = below
+        return self.grads
+
+    def gradient(self, X, Y):
+        """∂C/∂params for the mean cost over (X, Y): forward, then backward."""
+        self.forward(X, train=True)
+        return self.backward(X, Y)
+
+    # ------------------------------------------------------------------
+    def feedforward(self, X, batch_size=4096):
+        """Output activations a^L for any number of rows (device array)."""
+        X = self.xp.asarray(X, dtype=self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"input must have shape (n, {self.sizes[0]}), got {tuple(X.shape)}")
+        out = self.xp.empty((X.shape[0], self.sizes[-1]), self.dtype)
+        for i in range(0, X.shape[0], batch_size):
+            out[i : i + batch_size] = self.forward(X[i : i + batch_size])
+        return out
+
+    def predict(self, X, batch_size=4096):
+        """Class index per row (argmax of the output layer)."""
+        return self.feedforward(X, batch_size).argmax(axis=1)
+
+    def loss(self, X, Y):
+        """Mean cost over the rows of (X, Y), as a Python float."""
+        X = self.xp.asarray(X, dtype=self.dtype)
+        Y = self.xp.asarray(Y, dtype=self.dtype)
+        L = self.n_layers - 1
+        self.forward(X)
+        buf, n = self._buf, X.shape[0]
+        return float(self.cost.fn(self.bk, buf.z[L][:n], buf.a[L][:n], Y)) / n
+
+    # ------------------------------------------------------------------
+    def config(self):
+        """Everything needed to rebuild this network (saved in checkpoints)."""
+        return {
+            "sizes": list(self.sizes),
+            "hidden": self.hidden_name,
+            "output": self.output_name,
+            "cost": self.cost_name,
+            "init": self.init_name,
+            "leaky_slope": self.leaky_slope,
+            "dropout": self.dropout,
+            "dtype": np.dtype(self.dtype).name,
+        }
+
+    def get_params(self):
+        """A host (numpy) copy of the flat parameter buffer."""
+        return self.bk.to_numpy(self.params).copy()
+
+    def set_params(self, flat):
+        flat = np.asarray(flat)
+        if flat.shape != (self.n_params,):
+            raise ValueError(f"expected {self.n_params} parameters, got shape {flat.shape}")
+        self.params[...] = self.xp.asarray(flat, dtype=self.dtype)
+
+    def __repr__(self):
+        return (
+            f"Network({self.sizes}, hidden={self.hidden_name!r}, output={self.output_name!r}, "
+            f"cost={self.cost_name!r}, backend={self.bk.name!r}, dtype={np.dtype(self.dtype).name!r})"
+        )
