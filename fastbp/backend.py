@@ -71,7 +71,14 @@ class Backend:
     def device_name(self):
         import platform
 
-        return platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+        except OSError:
+            pass
+        return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
     def describe(self):
         info = {"backend": self.name, "device": self.device_name()}

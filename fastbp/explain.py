@@ -41,7 +41,7 @@ def mazur():
     net = _build([2, 2, 2], "sigmoid", "sigmoid", [W1, W2], [[0.35, 0.35], [0.60, 0.60]])
     x, t, eta = np.array([[0.05, 0.10]]), np.array([[0.01, 0.99]]), 0.5
 
-    out = net.forward(x)
+    out = net.forward(x, train=True)
     buf = net.buffers(1)
     (net_h, net_o), (out_h, out_o) = (z[0].copy() for z in buf.z), (a[0].copy() for a in buf.a)
     E = 0.5 * (t[0] - out[0]) ** 2
@@ -101,7 +101,7 @@ def relu():
     net = _build([2, 2, 1], "relu", "identity", [W1, W2], [b1, b2])
     x, y = np.array([[1.0, 2.0]]), np.array([[3.0]])
 
-    y_hat = net.forward(x)[0, 0]
+    y_hat = net.forward(x, train=True)[0, 0]
     buf = net.buffers(1)
     z1, a1 = buf.z[0][0].copy(), buf.a[0][0].copy()
     loss = 0.5 * (y_hat - y[0, 0]) ** 2

@@ -101,8 +101,9 @@ class Network:
             w0, b0 = draw(rng, n_in, n_out)
             W[...] = self.xp.asarray(w0, dtype=self.dtype)
             b[...] = self.xp.asarray(b0, dtype=self.dtype)
-        self._buf = None
+        self._buf = {True: None, False: None}  # training and inference buffers
         self._drop_rng = None
+        self._dropped = False  # did the last training forward pass apply dropout?
 
     def _views(self, flat, shapes):
         """Per-layer (W, b) views into a flat buffer: all weights, then all biases."""
@@ -119,25 +120,29 @@ class Network:
         """Number of weight layers L (the input layer has none)."""
         return len(self.sizes) - 1
 
-    def buffers(self, n):
-        if self._buf is None or self._buf.capacity < n:
-            self._buf = _Buffers(self.xp, self.sizes, n, self.dtype, self.dropout > 0)
-        return self._buf
+    def buffers(self, n, train=True):
+        """Work arrays for a batch of n rows. Training and inference keep
+        separate sets, so evaluating never moves the training buffers."""
+        buf = self._buf[train]
+        if buf is None or buf.capacity < n:
+            buf = self._buf[train] = _Buffers(self.xp, self.sizes, n, self.dtype, train and self.dropout > 0)
+        return buf
 
     def seed_dropout(self, seed):
         """Dropout masks come from this seeded device generator (resumable runs)."""
         self._drop_rng = self.bk.rng(seed)
 
     # ------------------------------------------------------------------
-    def forward(self, X, train=False):
+    def forward(self, X, train=False, drop=True):
         """Forward pass over a batch into the reusable buffers; returns a^L.
 
         z^l = a^{l−1} (W^l)ᵀ + b^l,  a^l = σ(z^l).
-        With train=True and dropout > 0, each hidden a^l is multiplied by a
-        fresh inverted-dropout mask before it feeds the next layer.
+        train=True uses the training buffers that `backward` reads; then, with
+        dropout > 0 and drop=True, each hidden a^l is multiplied by a fresh
+        inverted-dropout mask before it feeds the next layer.
         """
         xp, bk, n = self.xp, self.bk, X.shape[0]
-        buf = self.buffers(n)
+        buf = self.buffers(n, train)
         a_prev = X
         last = self.n_layers - 1
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
@@ -146,8 +151,10 @@ class Network:
             xp.add(z, b, out=z)
             (self.output if l == last else self.hidden).forward(bk, z, a)
             a_prev = a
-            if train and self.dropout and l < last:
+            if train and drop and self.dropout and l < last:
                 a_prev = self._drop(buf, l, n, a)
+        if train:
+            self._dropped = bool(drop and self.dropout)
         return a_prev
 
     def _drop(self, buf, l, n, a):
@@ -167,8 +174,8 @@ class Network:
         with the gradient of the mean cost over the n rows of X, Y.
         """
         xp, bk, n = self.xp, self.bk, X.shape[0]
-        buf, L = self._buf, self.n_layers
-        dropping = self.dropout > 0
+        buf, L = self._buf[True], self.n_layers
+        dropping = self._dropped
 
         # BP1: δ^L = ∇_a C ⊙ σ'(z^L)  (a − y where the cost simplifies it)
         delta = buf.delta[L - 1][:n]
@@ -192,9 +199,9 @@ class Network:
             delta = below
         return self.grads
 
-    def gradient(self, X, Y):
+    def gradient(self, X, Y, dropout=True):
         """∂C/∂params for the mean cost over (X, Y): forward, then backward."""
-        self.forward(X, train=True)
+        self.forward(X, train=True, drop=dropout)
         return self.backward(X, Y)
 
     # ------------------------------------------------------------------
@@ -218,7 +225,7 @@ class Network:
         Y = self.xp.asarray(Y, dtype=self.dtype)
         L = self.n_layers - 1
         self.forward(X)
-        buf, n = self._buf, X.shape[0]
+        buf, n = self._buf[False], X.shape[0]
         return float(self.cost.fn(self.bk, buf.z[L][:n], buf.a[L][:n], Y)) / n
 
     # ------------------------------------------------------------------

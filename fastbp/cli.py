@@ -1,0 +1,235 @@
+"""The `fastbp` command line.
+
+Every expected failure is a FastBPError: one line on stderr and its exit code
+(2 for usage, config, data and checkpoint errors; 1 for failures while
+running; 130 after a Ctrl-C that saved a checkpoint). --debug shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError, FastBPError, UsageError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _config_path(arg):
+    """A path, or the name of a config in ./configs or the source tree's configs/."""
+    if arg is None:
+        return None
+    p = Path(arg)
+    if p.exists() or p.suffix == ".toml":
+        return p
+    for folder in (Path("configs"), CONFIG_DIR):
+        if (folder / f"{arg}.toml").exists():
+            return folder / f"{arg}.toml"
+    raise ConfigError(f"config {arg!r}: no such file, and no configs/{arg}.toml")
+
+
+def cmd_train(args):
+    from .train import checkpoint, config, trainer
+
+    overrides = list(args.set or [])
+    if args.backend:
+        overrides.append(f'train.backend="{args.backend}"')
+    if args.data_dir:
+        overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
+    if args.out:
+        overrides.append(f"output.dir={json.dumps(str(args.out))}")
+    resume, run_dir = None, None
+    if args.resume:
+        if args.config:
+            raise UsageError("--resume takes its config from the checkpoint; give no CONFIG with it")
+        resume = checkpoint.load(args.resume)
+        cfg = config.merge(config.from_json(json.dumps(resume["config"])), {})
+        for text in overrides:
+            config.merge(cfg, config.parse_override(text))
+        config.validate(cfg)
+        run_dir = Path(resume["path"]).parent
+    else:
+        cfg = config.load(_config_path(args.config), overrides)
+    summary = trainer.Trainer(cfg, run_dir=run_dir, resume=resume, quiet=args.quiet).run()
+    acc = summary.get("test_accuracy")
+    if not args.json:
+        print(f"test accuracy: {100 * acc:.2f}%" if acc is not None else "done (no test set)")
+        print(f"run directory: {summary['run_dir']}")
+    else:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_eval(args):
+    from .train import checkpoint, config, trainer
+
+    ckpt = checkpoint.load(args.target)
+    cfg = config.from_json(json.dumps(ckpt["config"]))
+    if args.data_dir:
+        cfg["data"]["data_dir"] = str(args.data_dir)
+    if args.backend:
+        cfg["train"]["backend"] = args.backend
+    t = trainer.Trainer(cfg, quiet=True, write=False).setup()
+    checkpoint.check_compatible(ckpt, t.net.config())
+    t.net.set_params(ckpt["params"])
+    result = {"checkpoint": ckpt["path"], "dataset": t.dataset.name}
+    for split in ("val", "test"):
+        if split in t.data:
+            result[f"{split}_loss"], result[f"{split}_accuracy"] = t.evaluate(split)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {100 * v:.2f}%" if k.endswith("accuracy") else f"{k}: {v}")
+    return 0
+
+
+def cmd_data(args):
+    from . import data
+
+    if args.action == "fetch":
+        path = data.fetch(args.name, dest_root=args.dest, mirrors=args.mirror or None, log=print)
+        print(f"{args.name}: ready in {path}")
+        return 0
+    for label, root in data.search_roots(args.data_dir):
+        print(f"{label}: {root}")
+        for name in ("mnist", "fashion-mnist"):
+            try:
+                found = data.find_dataset_dir(name, data_dir=root)
+                print(f"  {name}: {found}")
+            except FastBPError:
+                print(f"  {name}: -")
+    print("digits: built in (scikit-learn)")
+    return 0
+
+
+def cmd_info(args):
+    import platform
+
+    import numpy
+    import sklearn
+    import tqdm
+
+    from .backend import cupy_status, get_backend
+
+    lines = {
+        "fastbp": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "tqdm": tqdm.__version__,
+    }
+    usable, reason = cupy_status()
+    lines["cupy"] = "usable" if usable else reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = get_backend("auto").describe()
+    lines.update({f"auto {k}" if k in ("backend", "device") else k: v for k, v in info.items()})
+    if usable:
+        lines.update({f"gpu {k}": v for k, v in get_backend("cupy").describe().items()})
+    for k, v in lines.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def cmd_gradcheck(args):
+    from .nn import gradcheck
+
+    results = gradcheck.check_all(seed=args.seed, backend=args.backend)
+    worst = max(r[-1] for r in results)
+    for hidden, output, cost, sizes, batch, err in results:
+        if args.verbose:
+            print(f"{hidden:>10} -> {output:>8} + {cost:<14} sizes {sizes} batch {batch}: {err:.2e}")
+    print(f"gradcheck: {len(results)} configurations, worst relative error {worst:.2e} (limit {args.limit:.0e})")
+    return 0 if worst <= args.limit else 1
+
+
+def cmd_explain(args):
+    from .explain import explain
+
+    print(explain(args.example))
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="fastbp", description="Hand-written mini-batch backprop on numpy or cupy.")
+    p.add_argument("--version", action="version", version=f"fastbp {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a network (default: digits, in seconds)")
+    t.add_argument("config", nargs="?", help="TOML file, or a name from configs/ (mnist, 3b1b...)")
+    t.add_argument("--backend", choices=("numpy", "cupy", "auto"))
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optimizer.lr=0.1")
+    t.add_argument("--data-dir", type=Path, help="where data sets are (else $FASTBP_DATA, the cache...)")
+    t.add_argument("--out", type=Path, help="parent directory for run directories (output.dir)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR (or a checkpoint)")
+    t.add_argument("--json", action="store_true", help="print the run summary as JSON on the last line")
+    t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint on its data set")
+    e.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
+    e.add_argument("--data-dir", type=Path)
+    e.add_argument("--backend", choices=("numpy", "cupy", "auto"))
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    d = sub.add_parser("data", help="fetch data sets or list where they are found")
+    dsub = d.add_subparsers(dest="action", required=True)
+    f = dsub.add_parser("fetch", help="download and verify mnist or fashion-mnist")
+    f.add_argument("name", choices=("mnist", "fashion-mnist"))
+    f.add_argument("--dest", type=Path, help="root directory (default: the user cache)")
+    f.add_argument("--mirror", action="append", help="mirror base URL (repeatable; tried in order)")
+    l = dsub.add_parser("list", help="show where data sets are looked for and found")
+    l.add_argument("--data-dir", type=Path)
+    d.set_defaults(func=cmd_data)
+
+    i = sub.add_parser("info", help="versions, backend, BLAS and GPU")
+    i.set_defaults(func=cmd_info)
+
+    g = sub.add_parser("gradcheck", help="backprop vs central finite differences, float64")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    g.add_argument("--limit", type=float, default=1e-6)
+    g.add_argument("-v", "--verbose", action="store_true")
+    g.set_defaults(func=cmd_gradcheck)
+
+    x = sub.add_parser("explain", help="print a worked backprop example step by step")
+    x.add_argument("example", choices=("mazur", "relu"))
+    x.set_defaults(func=cmd_explain)
+    return p
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse exits 2 with one line on bad usage
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"fastbp: warning: {msg}\n"
+    try:
+        return args.func(args)
+    except FastBPError as exc:
+        if args.debug:
+            raise
+        print(f"fastbp: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("fastbp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        if type(exc).__name__ == "OutOfMemoryError":  # cupy's; fastbp never imports it here
+            print(f"fastbp: error: GPU out of memory: {exc} (try a smaller train.batch_size)", file=sys.stderr)
+            return 1
+        print(f"fastbp: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
