@@ -95,14 +95,13 @@ def cmd_data(args):
         path = data.fetch(args.name, dest_root=args.dest, mirrors=args.mirror or None, log=print)
         print(f"{args.name}: ready in {path}")
         return 0
+    from .data.locate import dataset_dir_in
+
     for label, root in data.search_roots(args.data_dir):
         print(f"{label}: {root}")
         for name in ("mnist", "fashion-mnist"):
-            try:
-                found = data.find_dataset_dir(name, data_dir=root)
-                print(f"  {name}: {found}")
-            except FastBPError:
-                print(f"  {name}: -")
+            found = dataset_dir_in(root, name, direct=label == "data directory")
+            print(f"  {name}: {found or '-'}")
     print("digits: built in (scikit-learn)")
     return 0
 

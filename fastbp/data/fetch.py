@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from ..errors import DataError
 from .idx import GZIP_MAGIC, atomic_write, data_error, decompress, read_bytes
-from .locate import IDX_FILES, cache_dir, find_idx_file
+from .locate import cache_dir, find_idx_file
 
 MIRRORS = {
     "mnist": (
@@ -62,7 +63,8 @@ def _try_mirror(url: str, digest: str, timeout: float) -> tuple[bytes | None, st
     try:
         data = _download(url, timeout)
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        return None, f"transfer failed: {exc}"
+        reason = exc.reason if type(exc) is urllib.error.URLError else exc  # drop '<urlopen error ...>'
+        return None, f"transfer failed: {reason}"
     try:
         got = hashlib.sha256(decompress(data, url)).hexdigest()
     except DataError:
@@ -117,6 +119,9 @@ def _fetch_file(target: Path, digest: str, urls: list[str], timeout: float, log)
             continue
         if data[:2] != GZIP_MAGIC:
             target = target.with_suffix("")  # the mirror served it uncompressed: name it so
-        atomic_write(target, data)
+        try:
+            atomic_write(target, data)
+        except OSError as exc:
+            raise data_error(target, f"cannot write it: {exc.strerror or exc}") from None
         return target
     raise data_error(target, f"download failed from every mirror: {'; '.join(failures) or 'no mirrors given'}")

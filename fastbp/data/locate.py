@@ -57,19 +57,24 @@ def idx_files(folder) -> dict[str, Path] | None:
     return found if all(found.values()) else None
 
 
+def _folders(root, name: str, direct: bool) -> tuple[Path, ...]:
+    return (Path(root) / name, Path(root)) if direct else (Path(root) / name,)
+
+
+def dataset_dir_in(root, name: str, direct: bool = False) -> Path | None:
+    """root/name if it holds the four IDX files; else, with direct=True, root itself if it does."""
+    return next((folder for folder in _folders(root, name, direct) if idx_files(folder)), None)
+
+
 def find_dataset_dir(name: str, data_dir=None) -> Path:
-    """The first folder holding the four IDX files of data set `name`."""
+    """The first folder holding the four IDX files of data set `name`, looking where search_roots says."""
     tried = []
     for label, root in search_roots(data_dir):
-        folders = [root / name, root] if label == DATA_DIR_LABEL else [root / name]
-        for folder in folders:
+        for folder in _folders(root, name, direct=label == DATA_DIR_LABEL):
             if idx_files(folder):
                 return folder
-            if not folder.is_dir():
-                tried.append(f"{folder} (absent)")
-            else:
-                missing = [stem for stem in IDX_FILES if not find_idx_file(folder, stem)]
-                tried.append(f"{folder} (lacks {', '.join(missing)})")
+            missing = [stem for stem in IDX_FILES if not find_idx_file(folder, stem)]
+            tried.append(f"{folder} ({'lacks ' + ', '.join(missing) if folder.is_dir() else 'absent'})")
     raise DataError(
         f"data set {name}: its IDX files ({', '.join(IDX_FILES)}, each .gz or not) "
         f"were not found in: {'; '.join(tried)}; set FASTBP_DATA or download them with fastbp.data.fetch"

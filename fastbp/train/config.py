@@ -105,6 +105,17 @@ SCHEMA = {
 PAIRS = {"quadratic": ("sigmoid", "identity", "tanh", "relu"), "cross_entropy": ("sigmoid",), "log_likelihood": ("softmax",)}
 
 
+# What `fastbp train` runs with no config: the same as configs/digits.toml
+# (a test keeps the two equal), built in so that an installed fastbp needs no file.
+DIGITS = {
+    "data": {"name": "digits", "validation": 0.1},
+    "model": {"sizes": [64, 256, 10], "hidden": "relu", "output": "softmax", "cost": "log_likelihood", "init": "he"},
+    "optimizer": {"name": "momentum", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.001},
+    "schedule": {"name": "cosine"},
+    "train": {"epochs": 60, "batch_size": 32},
+}
+
+
 def defaults():
     return {sec: {k: copy.deepcopy(spec[0]) for k, spec in keys.items()} for sec, keys in SCHEMA.items()}
 
@@ -184,9 +195,12 @@ def validate(cfg):
 
 
 def load(path=None, overrides=()):
-    """Defaults, then the TOML file (if any), then each --set override."""
+    """Defaults, then the TOML file (or the digits preset when there is no
+    file), then each --set override."""
     cfg = defaults()
-    if path is not None:
+    if path is None:
+        merge(cfg, DIGITS)
+    else:
         path = Path(path)
         try:
             text = path.read_text()

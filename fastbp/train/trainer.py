@@ -183,7 +183,7 @@ class Trainer:
             checkpoint.atomic_write(self.run_dir / "config.toml", lambda f: f.write(config_mod.to_toml(c).encode()))
         self.log(
             f"fastbp: {self.dataset.name} {self.data['train'].n} train / "
-            f"{self.data['val'].n if 'val' in self.data else 0} val / {self.data['test'].n} test, "
+            f"{self.data['val'].n if 'val' in self.data else 0} val / {self.data['test'].n if 'test' in self.data else 0} test, "
             f"net {c['model']['sizes']} {c['model']['hidden']}+{c['model']['output']}/{c['model']['cost']}, "
             f"{c['optimizer']['name']} lr {c['optimizer']['lr']}, batch {c['train']['batch_size']}, "
             f"backend {self.bk.name} ({self.bk.device_name()}), run dir {self.run_dir}"
