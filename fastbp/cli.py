@@ -53,8 +53,10 @@ def cmd_train(args):
         config.validate(cfg)
         run_dir = Path(resume["path"]).parent
     else:
-        cfg = config.load(_config_path(args.config), overrides)
-    summary = trainer.Trainer(cfg, run_dir=run_dir, resume=resume, quiet=args.quiet).run()
+        path = _config_path(args.config)
+        cfg = config.load(path, overrides)
+    name = Path(args.config).stem if args.config else "digits"
+    summary = trainer.Trainer(cfg, run_dir=run_dir, resume=resume, quiet=args.quiet, name=name).run()
     acc = summary.get("test_accuracy")
     if not args.json:
         print(f"test accuracy: {100 * acc:.2f}%" if acc is not None else "done (no test set)")

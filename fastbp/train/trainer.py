@@ -61,8 +61,9 @@ class Trainer:
     instead of cfg's data.name (the estimator passes its arrays this way).
     write=False keeps everything in memory: no run directory, no files."""
 
-    def __init__(self, cfg, *, dataset=None, run_dir=None, resume=None, quiet=False, log=None, write=True):
+    def __init__(self, cfg, *, dataset=None, run_dir=None, resume=None, quiet=False, log=None, write=True, name=None):
         self.cfg = cfg
+        self.name = name
         self.quiet = quiet
         self.log = log or (lambda msg: None if quiet else print(msg, flush=True))
         self.resume_ckpt = resume
@@ -147,7 +148,8 @@ class Trainer:
         if self._run_dir is not None:
             path = Path(self._run_dir)
         else:
-            name = out["name"] or f"{Path(self.cfg['data']['name']).stem}-{datetime.now():%Y%m%d-%H%M%S}"
+            stem = self.name or Path(self.cfg["data"]["name"]).stem
+            name = out["name"] or f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
             path = Path(out["dir"]) / name
             k = 1
             while path.exists():
@@ -162,7 +164,9 @@ class Trainer:
     # -- the loop ----------------------------------------------------------
     def run(self):
         try:
-            return self._run()
+            self.setup()
+            with self.bk.limit_threads(self.cfg["train"]["threads"]):
+                return self._run()
         except Exception as exc:
             if type(exc).__name__ != "OutOfMemoryError":  # cupy's, not imported here
                 raise
