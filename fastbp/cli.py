@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -156,8 +157,15 @@ def cmd_explain(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(prog="fastbp", description="Hand-written mini-batch backprop on numpy or cupy.")
+    p = _Parser(prog="fastbp", description="Hand-written mini-batch backprop on numpy or cupy.")
     p.add_argument("--version", action="version", version=f"fastbp {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
@@ -208,7 +216,7 @@ def build_parser():
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)  # argparse exits 2 with one line on bad usage
+    args = parser.parse_args(argv)  # _Parser exits 2 with one line on bad usage
     warnings.formatwarning = lambda msg, cat, *a, **k: f"fastbp: warning: {msg}\n"
     try:
         return args.func(args)
@@ -217,6 +225,14 @@ def main(argv=None):
             raise
         print(f"fastbp: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # stdout was closed early (`fastbp train --json | head -1`): stop quietly with the
+        # status of a program killed by SIGPIPE, 128 + 13, as `yes | head -1` does.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        except (OSError, ValueError):
+            pass
+        return 141
     except KeyboardInterrupt:
         if args.debug:
             raise

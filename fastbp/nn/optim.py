@@ -18,18 +18,23 @@ class Optimizer:
     def __init__(self, net, weight_decay=0.0):
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        self.net, self.xp = net, net.xp
+        self.net, self.xp, self.bk = net, net.xp, net.bk
         self.weight_decay = weight_decay
         self.t = 0  # steps taken
-        self.work = self.xp.empty_like(net.params)
+        self._work = None
+
+    @property
+    def work(self):
+        """Scratch buffer the size of params, allocated only by those who need it."""
+        if self._work is None:
+            self._work = self.xp.empty_like(self.net.params)
+        return self._work
 
     def _decay(self):
         """g_w += λ' w, on the weight part of the buffer."""
         if self.weight_decay:
-            n, xp = self.net.n_weights, self.xp
-            w = self.work[:n]
-            xp.multiply(self.net.params[:n], self.weight_decay, out=w)
-            xp.add(self.net.grads[:n], w, out=self.net.grads[:n])
+            n = self.net.n_weights
+            self.bk.axpy(self.weight_decay, self.net.params[:n], self.net.grads[:n])
 
     def step(self, lr):
         self.t += 1
@@ -38,9 +43,7 @@ class Optimizer:
 
     def _update(self, lr, p, g):
         """Plain SGD: p ← p − η g."""
-        xp = self.xp
-        xp.multiply(g, lr, out=g)
-        xp.subtract(p, g, out=p)
+        self.bk.axpy(-lr, g, p)
 
     def state(self):
         """Host copies of the optimiser's state, for checkpoints."""
@@ -63,11 +66,10 @@ class Momentum(Optimizer):
         self.v = self.xp.zeros_like(net.params)
 
     def _update(self, lr, p, g):
-        xp, v = self.xp, self.v
-        xp.multiply(v, self.momentum, out=v)
-        xp.multiply(g, lr, out=g)
-        xp.subtract(v, g, out=v)
-        xp.add(p, v, out=p)
+        bk, v = self.bk, self.v
+        bk.scal(self.momentum, v)
+        bk.axpy(-lr, g, v)
+        bk.axpy(1.0, v, p)
 
     def state(self):
         return {"t": self.t, "v": self.net.bk.to_numpy(self.v).copy()}
@@ -84,13 +86,11 @@ class Nesterov(Momentum):
     name = "nesterov"
 
     def _update(self, lr, p, g):
-        xp, v, w = self.xp, self.v, self.work
-        xp.multiply(v, self.momentum, out=v)
-        xp.multiply(g, lr, out=g)
-        xp.subtract(v, g, out=v)
-        xp.multiply(v, self.momentum, out=w)
-        xp.subtract(w, g, out=w)
-        xp.add(p, w, out=p)
+        bk, v, mu = self.bk, self.v, self.momentum
+        bk.scal(mu, v)
+        bk.axpy(-lr, g, v)  # v ← μv − ηg
+        bk.axpy(mu, v, p)
+        bk.axpy(-lr, g, p)  # p ← p + μv − ηg
 
 
 class Adam(Optimizer):

@@ -6,6 +6,7 @@ and JSON strings (config, network description, history, extra state).
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -28,7 +29,8 @@ def atomic_write(path, write):
     rename it over `path`: a crash at any moment leaves the old file or the
     new one, never half of one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -51,6 +53,23 @@ def atomic_write(path, write):
             os.close(dfd)
     except OSError:
         pass
+
+
+def _remove_stale_temps(path):
+    """Delete the temporary files of `path` left by writers that were killed (SIGKILL,
+    power loss): their names hold the writer's pid, and that process is gone. Loading
+    never reads them; this only keeps them from piling up."""
+    if os.name != "posix":
+        return
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2 :].split(".")[0])
+            if pid > 0 and pid != os.getpid():
+                os.kill(pid, 0)  # raises ProcessLookupError when no such process
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (ValueError, OSError):  # not one of ours, or its writer lives
+            pass
 
 
 def save(path, *, params, optimizer_state, config, network, history, counters, extra=None):
@@ -91,10 +110,16 @@ def load(path):
         out = {k: json.loads(str(data[k])) for k in ("config", "network", "history", "counters", "extra")}
         out["params"] = data["params"]
         out["optimizer"] = {k[4:]: data[k] for k in data if k.startswith("opt_")}
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path}: damaged ({exc})") from None
+        sizes = [int(n) for n in out["network"]["sizes"]]
+        n_expected = sum(o * i + o for o, i in zip(sizes[1:], sizes[:-1]))
+        missing = {"epoch", "batch", "step", "loss_sum", "correct", "seen"} - set(out["counters"])
+        if missing:
+            raise KeyError(f"counters lack {', '.join(sorted(missing))}")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: damaged ({type(exc).__name__}: {exc})") from None
     out["path"] = str(path)
-    n_expected = sum(o * i + o for o, i in zip(out["network"]["sizes"][1:], out["network"]["sizes"][:-1]))
+    if out["params"].dtype.kind != "f" or not np.isfinite(out["params"]).all():
+        raise CheckpointError(f"checkpoint {path}: its parameters are not all finite floating-point numbers (dtype {out['params'].dtype})")
     if out["params"].ndim != 1 or out["params"].size != n_expected:
         raise CheckpointError(
             f"checkpoint {path}: holds {out['params'].size} parameters, but its network "

@@ -126,6 +126,12 @@ def _closest(word, choices):
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
+def _home(key):
+    """" (did you mean 'train.epochs'?)" for a key written without its section, else ""."""
+    homes = [f"'{section}.{key}'" for section in SCHEMA if key in SCHEMA[section]]
+    return f" (did you mean {' or '.join(homes)}?)" if homes else ""
+
+
 def _check_key(section, key):
     if section not in SCHEMA:
         raise ConfigError(f"unknown config section '{section}'{_closest(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
@@ -158,7 +164,9 @@ def merge(cfg, overrides):
         raise ConfigError("config must be a table of sections")
     for section, table in overrides.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"config section '{section}' must be a table, got {type(table).__name__}{_closest(section, SCHEMA)}")
+            raise ConfigError(f"config section '{section}' must be a table, got {type(table).__name__}{_home(section) or _closest(section, SCHEMA)}")
+        if section not in SCHEMA:  # even when empty: [trian] is a typo
+            _check_key(section, None)
         for key, value in table.items():
             _check_key(section, key)
             cfg[section][key] = _check_value(section, key, value)
@@ -171,7 +179,7 @@ def parse_override(text):
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. optimizer.lr=0.1")
     path, raw = (s.strip() for s in text.split("=", 1))
     if path.count(".") != 1:
-        raise ConfigError(f"--set {text!r}: the key must be SECTION.KEY, e.g. train.epochs")
+        raise ConfigError(f"--set {text!r}: the key must be SECTION.KEY{_home(path) or ', e.g. train.epochs'}")
     section, key = path.split(".")
     _check_key(section, key)
     try:

@@ -81,8 +81,10 @@ class Trainer:
         sizes = c["model"]["sizes"]
         check_input_size(ds, sizes[0])
         if sizes[-1] != ds.n_classes:
+            bad = [(split, y) for split, y in (("training", ds.y_train), ("test", ds.y_test)) if y.max() >= sizes[-1]]
+            where = f": {bad[0][0]} label {bad[0][1].max()} is outside 0..{sizes[-1] - 1}" if bad else ""
             raise DataError(
-                f"data set {ds.name} has {ds.n_classes} classes but the network's output layer has {sizes[-1]}"
+                f"data set {ds.name} has {ds.n_classes} classes but the network's output layer has {sizes[-1]}{where}"
             )
         X, y = ds.X_train, ds.y_train
         if c["data"]["train_limit"]:
@@ -360,11 +362,19 @@ class Trainer:
             return
         best = None if self.best is None else {k: v for k, v in self.best.items() if k != "params"}
         extra = {"best": best}
+        params = self.net.get_params()
+        if not np.isfinite(params).all():  # never replace a good checkpoint with NaNs
+            e, b = state["epoch"], state["batch"]
+            raise TrainingDiverged(
+                f"training diverged: non-finite weights {f'at epoch {e + 1}, batch {b}' if b else f'after epoch {e}'} "
+                f"(not saved to {name}); try a lower learning rate (optimizer.lr = {self.cfg['optimizer']['lr']}) "
+                f"or optimizer.clip_norm; the last good checkpoint in {self.run_dir} is kept"
+            )
         if self.net._drop_rng is not None and self.net.bk.name == "numpy" and state["batch"]:
             extra["dropout_rng"] = self.net._drop_rng.bit_generator.state
         checkpoint.save(
             self.run_dir / name,
-            params=self.net.get_params(),
+            params=params,
             optimizer_state=self.opt.state(),
             config=self.cfg,
             network=self.net.config(),
