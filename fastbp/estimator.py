@@ -221,7 +221,7 @@ class FastBPClassifier(ClassifierMixin, BaseEstimator):
         if self.solver == "adam":
             opt = {"name": "adam", "beta1": float(self.beta_1), "beta2": float(self.beta_2), "eps": float(self.epsilon)}
         elif self.momentum > 0:
-            opt = {"name": "momentum" if self.nesterovs_momentum else "nesterov", "momentum": float(self.momentum)}
+            opt = {"name": "nesterov" if self.nesterovs_momentum else "momentum", "momentum": float(self.momentum)}
         else:
             opt = {"name": "sgd"}
         opt.update(lr=float(self.learning_rate_init), weight_decay=float(self.alpha) / batch_size)

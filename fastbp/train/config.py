@@ -87,6 +87,7 @@ SCHEMA = {
         "dtype": ("float32", str, ("float32", "float64"), None),
         "threads": (0, int, _nonneg, ">= 0 (BLAS threads; 0 = the library's default)"),
         "drop_last": (False, bool, None, "true or false"),
+        "shuffle": (True, bool, None, "true or false"),
         "early_stopping": (False, bool, None, "true or false"),
         "monitor": ("val_loss", str, ("val_loss", "val_accuracy"), None),
         "patience": (5, int, _pos, ">= 1"),

@@ -233,7 +233,7 @@ class Trainer:
     def _train_epoch(self, state, progress):
         c, net, bk, xp = self.cfg, self.net, self.net.bk, self.net.xp
         d, B, seed, epoch = self.data["train"], c["train"]["batch_size"], c["train"]["seed"], state["epoch"]
-        perm = bk.permutation(bk.rng([seed, epoch]), d.n)
+        perm = bk.permutation(bk.rng([seed, epoch]), d.n) if c["train"]["shuffle"] else xp.arange(d.n)
         xp.take(d.X, perm, axis=0, out=self.Xs)
         xp.take(d.Y, perm, axis=0, out=self.Ys)
         xp.take(d.labels, perm, axis=0, out=self.Ls)
