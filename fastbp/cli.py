@@ -233,6 +233,11 @@ def main(argv=None):
         except (OSError, ValueError):
             pass
         return 141
+    except OSError as exc:  # the machine, not a bug: disk full, read-only, permissions (e.g. writing plots)
+        if args.debug:
+            raise
+        print(f"fastbp: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if args.debug:
             raise

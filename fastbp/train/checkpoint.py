@@ -97,6 +97,8 @@ def load(path):
                 break
         else:
             raise CheckpointError(f"checkpoint {path}: directory holds no last.npz")
+    if path.is_file() and not zipfile.is_zipfile(path):  # else np.load tries .npy or pickle
+        raise CheckpointError(f"checkpoint {path}: not a readable .npz checkpoint (not a whole zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}

@@ -167,7 +167,8 @@ class Trainer:
     def run(self):
         try:
             self.setup()
-            with self.bk.limit_threads(self.cfg["train"]["threads"]):
+            # numpy's overflow warnings would only add lines to the TrainingDiverged message
+            with self.bk.limit_threads(self.cfg["train"]["threads"]), np.errstate(over="ignore", invalid="ignore"):
                 return self._run()
         except Exception as exc:
             if type(exc).__name__ != "OutOfMemoryError":  # cupy's, not imported here

@@ -1,0 +1,68 @@
+"""The benchmark suite's smoke case, run as its command line: it must write real figures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [sys.executable, "-m", "benchmarks", "smoke", "--reps", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (json_file,) = out.glob("bench-*.json")
+    return out, json.loads(json_file.read_text()), proc.stdout
+
+
+def test_json_has_the_machine_the_versions_and_every_timing(run):
+    _, report, _ = run
+    assert {"machine", "versions", "options", "cases", "targets", "command"} <= set(report)
+    assert report["machine"]["cores"] >= 1 and isinstance(report["machine"]["blas"], list)
+    assert report["versions"]["numpy"] and report["versions"]["scikit-learn"]
+    point = report["cases"]["smoke"]["points"][0]
+    results = point["results"]
+    assert {"fastbp-numpy", "sklearn", "per-example", "gemm-numpy"} <= set(results)
+    for name, row in results.items():
+        assert row["error"] is None, name
+        assert len(row["reps"]) == 2 and all(rep["seconds"] > 0 for rep in row["reps"])
+        assert row["warmup"]["seconds"] > 0
+        assert row["median_s"] > 0 and row["seconds_per_epoch"] > 0 and row["samples_per_s"] > 0 and row["gflops"] > 0
+        assert row["memory"]["peak_mb"] >= 0 and row["memory"]["rss_peak_mb"] > 0
+
+
+def test_ratios_and_ceiling_fractions_are_computed(run):
+    _, report, _ = run
+    point = report["cases"]["smoke"]["points"][0]
+    results, n = point["results"], point["epoch_samples"]
+    fast = results["fastbp-numpy"]
+    assert fast["ratio"] == 1.0
+    for name in ("sklearn", "per-example"):
+        assert results[name]["ratio"] == pytest.approx(results[name]["seconds_per_epoch"] / fast["seconds_per_epoch"])
+    assert results["gemm-numpy"]["ceiling_fraction"] == pytest.approx(1.0)
+    assert 0 < fast["ceiling_fraction"] == pytest.approx(fast["gflops"] / results["gemm-numpy"]["gflops"])
+    per = results["per-example"]  # timed on a subset, scaled to the epoch
+    assert per["samples_per_rep"] == 200 < n
+    assert per["seconds_per_epoch"] == pytest.approx(per["median_s"] * n / 200)
+
+
+def test_markdown_has_a_row_per_runner_and_the_targets(run):
+    out, report, stdout = run
+    (md_file,) = out.glob("bench-*.md")
+    md = md_file.read_text()
+    for name in report["cases"]["smoke"]["points"][0]["results"]:
+        assert any(line.startswith(f"| {name}") for line in md.splitlines()), name
+        assert f"| {name}" in stdout
+    assert "## Targets" in md and all(t["pass"] is None for t in report["targets"])  # smoke measures none
+
+
+def test_plots_when_matplotlib_is_there(run):
+    pytest.importorskip("matplotlib")
+    out, _, _ = run
+    (png,) = out.glob("bench-*-smoke.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,138 @@
+"""Reliability of a training run: SIGINT/SIGTERM stop it cleanly and resume exactly;
+a diverging run stops with a hint and never overwrites the last good checkpoint;
+clip_norm bounds the gradient; the output layer and costs survive huge |z|."""
+
+import signal
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from reliability_helpers import FAST, TINY, cli, expect_error, fastbp, one_line, sets  # noqa: F401 (cli is a fixture)
+
+from fastbp.backend import get_backend
+from fastbp.nn import activations, costs, gradcheck, optim
+from fastbp.nn.network import Network
+from fastbp.train import checkpoint, config, trainer
+
+
+def _cfg(*overrides):
+    return config.load(None, [*FAST, *overrides])
+
+
+# -- 5. SIGINT and SIGTERM ------------------------------------------------------------------------------
+@pytest.mark.parametrize("sig,schedule", [(signal.SIGINT, "constant"), (signal.SIGTERM, "cosine")], ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_and_resume_equals_an_uninterrupted_run(tmp_path, sig, schedule):
+    overrides = ["train.epochs=15", f'schedule.name="{schedule}"', "model.dropout=0.1"]
+    args = ["train", "--out", str(tmp_path), *sets(*FAST, *overrides)]
+    proc = subprocess.Popen([sys.executable, "-m", "fastbp.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("epoch"):
+            break
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    line = one_line(err, sig.name, "checkpoint saved", "resume with: fastbp train --resume ")
+    run_dir = line.split("--resume ")[1]
+    counters = checkpoint.load(f"{run_dir}/last.npz")["counters"]
+    assert 1 <= counters["epoch"] < 15 and "test accuracy" not in out
+
+    rc, _, err = fastbp("train", "--resume", run_dir, "--quiet")
+    assert rc == 0, err
+    resumed = checkpoint.load(run_dir)
+    assert resumed["counters"]["epoch"] == 15 and len(resumed["history"]) == 15
+    straight = trainer.Trainer(_cfg(*overrides), write=False, quiet=True)
+    straight.run()
+    assert np.array_equal(resumed["params"], straight.net.get_params())
+
+
+# -- 8. numerical trouble -----------------------------------------------------------------------------
+@pytest.fixture
+def one_epoch_run(cli, tmp_path):
+    """A run directory after one good epoch, and the parameters of its last.npz."""
+    rc, _, err = cli("train", "--out", tmp_path, *TINY, "--set", 'output.name="r"')
+    assert rc == 0, err
+    return tmp_path / "r", checkpoint.load(tmp_path / "r" / "last.npz")["params"]
+
+
+def test_divergence_names_epoch_and_batch_and_keeps_the_good_checkpoint(cli, one_epoch_run):
+    run, good = one_epoch_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warning would be a second line
+        result = cli("train", "--resume", run, "--quiet", "--set", "optimizer.lr=1e6", "--set", "train.epochs=3")
+    line = expect_error(result, 1, "non-finite loss at epoch 2, batch ", "lower learning rate", "optimizer.clip_norm")
+    assert f"last good checkpoint in {run} is kept" in line
+    kept = checkpoint.load(run / "last.npz")
+    assert kept["counters"]["epoch"] == 1 and np.array_equal(kept["params"], good)
+
+
+def test_non_finite_weights_are_never_saved(cli, one_epoch_run, monkeypatch):
+    """Weights that turn NaN in an epoch's last step (its loss still finite) are not
+    written over last.npz at the end of that epoch."""
+    run, good = one_epoch_run
+    end_epoch = trainer.Trainer._end_epoch
+
+    def poisoned(self, state, *args):
+        self.net.params[0] = np.nan
+        return end_epoch(self, state, *args)
+
+    monkeypatch.setattr(trainer.Trainer, "_end_epoch", poisoned)
+    expect_error(cli("train", "--resume", run, "--quiet", "--set", "train.epochs=2"), 1, "non-finite weights after epoch 2", "not saved to")
+    assert np.array_equal(checkpoint.load(run / "last.npz")["params"], good)
+
+
+def test_clip_norm_scales_the_gradient_down_to_the_limit():
+    t = trainer.Trainer(_cfg("train.epochs=1"), write=False, quiet=True).setup()
+    g = np.random.default_rng(0).standard_normal(t.net.grads.size).astype(t.net.grads.dtype)
+    t.net.grads[...] = g
+    t._clip(1e9)  # below the limit: untouched
+    assert np.array_equal(t.net.grads, g)
+    t._clip(0.5)
+    assert np.linalg.norm(t.net.grads) == pytest.approx(0.5, rel=1e-5)
+    assert np.allclose(t.net.grads * (np.linalg.norm(g) / 0.5), g, rtol=1e-4, atol=1e-6)  # same direction
+
+
+def _train_recording_grad_norms(monkeypatch, clip):
+    norms, step = [], optim.Optimizer.step  # plain SGD's
+
+    def recording(self, lr):
+        norms.append(float(np.linalg.norm(self.net.grads)))
+        step(self, lr)
+
+    monkeypatch.setattr(optim.Optimizer, "step", recording)
+    cfg = _cfg("train.epochs=2", 'optimizer.name="sgd"', "optimizer.lr=1000", "optimizer.weight_decay=0", f"optimizer.clip_norm={clip}")
+    return trainer.Trainer(cfg, write=False, quiet=True).run()["test_accuracy"], max(norms)
+
+
+def test_clip_norm_tames_a_far_too_large_learning_rate(monkeypatch):
+    acc, biggest = _train_recording_grad_norms(monkeypatch, 0.0)
+    assert acc < 0.2 and biggest > 1e-3  # lr 1000 unclipped: the network dies
+    acc, biggest = _train_recording_grad_norms(monkeypatch, 1e-3)
+    assert acc > 0.8 and biggest <= 1e-3 * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("rows", [3, 3000], ids=["small", "large"])  # the two sigmoid kernels
+def test_outputs_and_costs_are_stable_at_float32_1e30(rows):
+    """σ, softmax and the costs of bounded outputs at z = ±1e30 in float32: no
+    overflow, invalid or divide warnings; outputs in [0, 1]; each cost exactly 0
+    where the prediction is confidently right and about 1e30 (1 for quadratic) per
+    row where it is confidently wrong; δ^L finite."""
+    bk = get_backend("numpy")
+    z = np.tile(np.array([[1e30, -1e30], [-1e30, 1e30]], np.float32), (rows // 2 + 1, 1))[:rows]
+    y = np.tile(np.eye(2, dtype=np.float32), (rows // 2 + 1, 1))[:rows]
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        for output, cost_name in gradcheck.OUTPUT_COSTS[:3]:  # not identity: its z² overflows float32
+            act = activations.make(output, activations.OUTPUT)
+            cost = costs.make(cost_name, output)
+            a = act.forward(bk, z, np.empty_like(z))
+            right = float(cost.fn(bk, z, a, y))
+            wrong = float(cost.fn(bk, z, a, y[:, ::-1].copy()))
+            delta = cost.delta(bk, z, a, y, np.empty_like(z), act, np.empty_like(z))
+            assert 0 <= a.min() and a.max() <= 1 and np.isfinite(delta).all(), output
+            per_row = 1.0 if cost_name == "quadratic" else 2e30  # e.g. ln Σe^z − z_y = 1e30 − (−1e30)
+            assert right == 0.0 and wrong == pytest.approx(rows * per_row, rel=1e-3), (cost_name, right, wrong)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        net = Network([2, 2], "relu", "softmax", "log_likelihood", dtype="float32")
+        net.weights[0][...] = np.eye(2)
+        assert net.loss(z, y) == 0.0 and np.isfinite(net.gradient(z, y)).all()
