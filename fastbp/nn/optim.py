@@ -1,7 +1,10 @@
 """Optimisers over the flat parameter buffer.
 
-Each `step(lr)` is a few whole-buffer, in-place operations: never a loop over
-layers. `grads` is used as scratch (it is overwritten by the next backward).
+Each `step(lr)` is a few whole-buffer, in-place ufuncs (`out=`): never a loop
+over layers, never a temporary. `grads` is used as scratch (it is overwritten
+by the next backward). Only numpy's own ufuncs and BLAS are called: mixing in
+a second BLAS library (scipy's axpy) left two OpenBLAS thread pools spinning
+against each other on 2 cores and made the medium benchmark 10x slower.
 L2 weight decay λ' adds λ'·w to the weight gradients only (biases are
 `params[n_weights:]` and are not decayed): with Nielsen's λ and training-set
 size n, λ' = λ/n, which gives his update w → (1 − ηλ/n) w − η ∂C/∂w.
@@ -33,8 +36,10 @@ class Optimizer:
     def _decay(self):
         """g_w += λ' w, on the weight part of the buffer."""
         if self.weight_decay:
-            n = self.net.n_weights
-            self.bk.axpy(self.weight_decay, self.net.params[:n], self.net.grads[:n])
+            n, xp = self.net.n_weights, self.xp
+            g, w = self.net.grads[:n], self.work[:n]
+            xp.multiply(self.net.params[:n], self.weight_decay, out=w)
+            xp.add(g, w, out=g)
 
     def step(self, lr):
         self.t += 1
@@ -43,7 +48,8 @@ class Optimizer:
 
     def _update(self, lr, p, g):
         """Plain SGD: p ← p − η g."""
-        self.bk.axpy(-lr, g, p)
+        self.xp.multiply(g, lr, out=g)
+        self.xp.subtract(p, g, out=p)
 
     def state(self):
         """Host copies of the optimiser's state, for checkpoints."""
@@ -66,10 +72,11 @@ class Momentum(Optimizer):
         self.v = self.xp.zeros_like(net.params)
 
     def _update(self, lr, p, g):
-        bk, v = self.bk, self.v
-        bk.scal(self.momentum, v)
-        bk.axpy(-lr, g, v)
-        bk.axpy(1.0, v, p)
+        xp, v = self.xp, self.v
+        xp.multiply(v, self.momentum, out=v)
+        xp.multiply(g, lr, out=g)
+        xp.subtract(v, g, out=v)  # v ← μv − ηg
+        xp.add(p, v, out=p)
 
     def state(self):
         return {"t": self.t, "v": self.net.bk.to_numpy(self.v).copy()}
@@ -86,11 +93,13 @@ class Nesterov(Momentum):
     name = "nesterov"
 
     def _update(self, lr, p, g):
-        bk, v, mu = self.bk, self.v, self.momentum
-        bk.scal(mu, v)
-        bk.axpy(-lr, g, v)  # v ← μv − ηg
-        bk.axpy(mu, v, p)
-        bk.axpy(-lr, g, p)  # p ← p + μv − ηg
+        xp, v, mu, w = self.xp, self.v, self.momentum, self.work
+        xp.multiply(v, mu, out=v)
+        xp.multiply(g, lr, out=g)
+        xp.subtract(v, g, out=v)  # v ← μv − ηg
+        xp.subtract(p, g, out=p)
+        xp.multiply(v, mu, out=w)
+        xp.add(p, w, out=p)  # p ← p + μv − ηg
 
 
 class Adam(Optimizer):
