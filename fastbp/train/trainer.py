@@ -141,6 +141,9 @@ class Trainer:
         self.Ys = xp.empty_like(d.Y)
         self.Ls = xp.empty_like(d.labels)
         self.xbuf = xp.empty((B, d.X.shape[1]), self.net.dtype)
+        # Each batch's views, cut once: (raw rows, scaled rows, one-hot targets, labels).
+        spans = [(b * B, min((b + 1) * B, n_train)) for b in range(self.n_batches)]
+        self.batches = [(self.Xs[i:j], self.xbuf[: j - i], self.Ys[i:j], self.Ls[i:j]) for i, j in spans]
         self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0}
         self.history, self.best = [], None
         return self
@@ -233,7 +236,7 @@ class Trainer:
 
     def _train_epoch(self, state, progress):
         c, net, bk, xp = self.cfg, self.net, self.net.bk, self.net.xp
-        d, B, seed, epoch = self.data["train"], c["train"]["batch_size"], c["train"]["seed"], state["epoch"]
+        d, seed, epoch = self.data["train"], c["train"]["seed"], state["epoch"]
         perm = bk.permutation(bk.rng([seed, epoch]), d.n) if c["train"]["shuffle"] else xp.arange(d.n)
         xp.take(d.X, perm, axis=0, out=self.Xs)
         xp.take(d.Y, perm, axis=0, out=self.Ys)
@@ -241,28 +244,25 @@ class Trainer:
         net.seed_dropout([seed, epoch, 1])
         if state.get("dropout_rng") is not None and bk.name == "numpy":
             net._drop_rng.bit_generator.state = state.pop("dropout_rng")
-        L = net.n_layers - 1
         check_each = bk.name == "numpy"  # a float() per batch is free on the CPU, a sync on the GPU
         loss_sum, correct, seen = state["loss_sum"], state["correct"], state["seen"]
         clip = c["optimizer"]["clip_norm"]
         progress.start_epoch(state["epoch"], state["batch"])
+        cost, step, lr_at, scale = net.cost, self.opt.step, self.lr_at, d.scale
         for b in range(state["batch"], self.n_batches):
-            i, j = b * B, min((b + 1) * B, d.n)
-            xb = self.xbuf[: j - i]
-            xp.multiply(self.Xs[i:j], d.scale, out=xb)
-            yb = self.Ys[i:j]
+            raw, xb, yb, labels = self.batches[b]
+            xp.multiply(raw, scale, out=xb)
             a = net.forward(xb, train=True)
-            buf = net._buf[True]
-            batch_loss = net.cost.fn(bk, buf.z[L][: j - i], a, yb)
+            batch_loss = cost.fn(bk, net.z_out, a, yb)
             loss_sum = loss_sum + batch_loss
-            correct = correct + (a.argmax(axis=1) == self.Ls[i:j]).sum()
-            seen += j - i
+            correct = correct + (a.argmax(axis=1) == labels).sum()
+            seen += len(labels)
             if check_each and not math.isfinite(batch_loss):
                 self._diverged(state["epoch"], b)
             net.backward(xb, yb)
             if clip:
                 self._clip(clip)
-            self.opt.step(self.lr_at(state["step"]))
+            step(lr_at(state["step"]))
             state["step"] += 1
             if progress.due():
                 lf = float(loss_sum) / seen
@@ -293,14 +293,14 @@ class Trainer:
     def evaluate(self, split):
         """(mean cost, accuracy) of the current weights on one split."""
         net, xp, d = self.net, self.net.xp, self.data[split]
-        L, chunk = net.n_layers - 1, 4096
+        chunk = 4096
         buf_x = xp.empty((min(chunk, d.n), d.X.shape[1]), net.dtype)
         loss, correct = 0.0, 0
         for i in range(0, d.n, chunk):
             j = min(i + chunk, d.n)
             xb = xp.multiply(d.X[i:j], d.scale, out=buf_x[: j - i])
             a = net.forward(xb)
-            loss = loss + net.cost.fn(net.bk, net._buf[False].z[L][: j - i], a, d.Y[i:j])
+            loss = loss + net.cost.fn(net.bk, net.z_out, a, d.Y[i:j])
             correct = correct + (a.argmax(axis=1) == d.labels[i:j]).sum()
         return float(loss) / d.n, int(correct) / d.n
 
