@@ -2,7 +2,8 @@
 
 Every expected failure is a FastBPError: one line on stderr and its exit code
 (2 for usage, config, data and checkpoint errors; 1 for failures while
-running; 130 after a Ctrl-C that saved a checkpoint). --debug shows tracebacks.
+running: divergence, a failed write or download, GPU out of memory; 130 after
+Ctrl-C or SIGTERM; 141 when stdout is closed early). --debug shows tracebacks.
 """
 
 from __future__ import annotations

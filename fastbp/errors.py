@@ -29,5 +29,9 @@ class BackendError(UsageError):
     """The requested array backend cannot be used here."""
 
 
+class FetchError(FastBPError):
+    """Downloading or storing a data set failed (network, mirror, checksum, disk): exit code 1."""
+
+
 class TrainingDiverged(FastBPError):
     """The loss or a gradient became non-finite."""

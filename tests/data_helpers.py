@@ -8,9 +8,9 @@ from fastbp.data.locate import IDX_FILES
 from fastbp.errors import DataError
 
 
-def raises_one_line(match, func, *args):
-    """func(*args) raises a one-line DataError matching `match`."""
-    with pytest.raises(DataError, match=match) as info:
+def raises_one_line(match, func, *args, error=DataError):
+    """func(*args) raises a one-line `error` (DataError) matching `match`."""
+    with pytest.raises(error, match=match) as info:
         func(*args)
     assert "\n" not in str(info.value)
     return info.value

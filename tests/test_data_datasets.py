@@ -74,6 +74,10 @@ def test_npz_non_finite(tmp_path, value):
     raises_one_line(r"d.npz \(array X_test\): non-finite feature values \(NaN or infinity\) in row 2", load_dataset, path)
 
 
+def test_npz_missing_file(tmp_path):
+    raises_one_line(f"^data file {tmp_path / 'd.npz'}: not found$", load_dataset, tmp_path / "d.npz")
+
+
 def test_npz_missing_key(tmp_path):
     path = tmp_path / "d.npz"
     np.savez(path, X_train=np.zeros((2, 2)), y_train=np.zeros(2), X_test=np.zeros((2, 2)))

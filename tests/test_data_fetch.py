@@ -11,11 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from data_helpers import raises_one_line, write_idx_folder
+from reliability_helpers import cli  # noqa: F401 (a fixture)
 
 from fastbp.data import fetch, load_dataset
 from fastbp.data.fetch import SHA256
 from fastbp.data.locate import IDX_FILES
-from fastbp.errors import DataError
+from fastbp.errors import DataError, FetchError
 
 
 @pytest.fixture
@@ -105,7 +106,8 @@ def test_failures_leave_nothing_behind(tmp_path, server, files, bad, reason):
                closed_port_url()]
     del server.routes["/a/train-labels-idx1-ubyte.gz"]
     error = raises_one_line("train-labels-idx1-ubyte.gz: download failed from every mirror", fetch,
-                            "mnist", tmp_path, mirrors, 5)
+                            "mnist", tmp_path, mirrors, 5, error=FetchError)
+    assert error.exit_code == 1  # a failure while running, not bad input
     message = str(error)
     assert f"{good_labels}train-labels-idx1-ubyte.gz: transfer failed: HTTP Error 404" in message
     assert f"{server.url}/b/train-labels-idx1-ubyte.gz: {reason}" in message
@@ -134,5 +136,17 @@ def test_unknown_data_set(tmp_path):
 def test_unwritable_destination(tmp_path, server, files):
     (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").mkdir(parents=True)  # a folder where the file goes
     raises_one_line("train-images-idx3-ubyte.gz: cannot write it: Is a directory", fetch,
-                    "mnist", tmp_path, [serve(server, "good", files)], 5)
+                    "mnist", tmp_path, [serve(server, "good", files)], 5, error=FetchError)
     assert os.listdir(tmp_path / "mnist") == ["train-images-idx3-ubyte.gz"]  # the temp file is gone
+
+
+def test_cli_download_failure_is_one_line_exit_1_and_leaves_nothing(tmp_path, server, files, cli):
+    """`fastbp data fetch` with every mirror failing: one line naming the file, the mirror and
+    the checksum failure; exit code 1 (a failure while running); no file or temp file written."""
+    bad = serve(server, "bad", files, train_images_idx3_ubyte=(200, gzip.compress(b"wrong content"), None))
+    rc, _, err = cli("data", "fetch", "mnist", "--dest", tmp_path, "--mirror", bad, "--mirror", closed_port_url())
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "Connection refused" in err and err.index(bad) < err.index("Connection refused")  # mirrors in order
+    assert err.startswith(f"fastbp: error: data file {tmp_path / 'mnist' / 'train-images-idx3-ubyte.gz'}: download failed")
+    assert "checksum mismatch: SHA-256 of content" in err
+    assert os.listdir(tmp_path / "mnist") == []

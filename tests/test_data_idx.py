@@ -162,6 +162,7 @@ def test_not_found_lists_places_tried(tmp_path, monkeypatch):
     error = raises_one_line("data set mnist: its IDX files", find_dataset_dir, "mnist", tmp_path)
     assert f"{tmp_path / 'mnist'} (lacks t10k-labels-idx1-ubyte)" in str(error)
     assert f"{tmp_path / 'xdg' / 'fastbp' / 'mnist'} (absent)" in str(error)
+    assert str(error).endswith("download them with: fastbp data fetch mnist")  # a command that exists
 
 
 def test_counts_disagree(tmp_path):

@@ -140,8 +140,16 @@ def test_bad_input_is_refused(iris):
     X_nan[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         clf.fit(X_nan, y)
+    with pytest.raises(ValueError, match="infinity"):
+        clf.fit(np.where(X_nan != X_nan, np.inf, X), y)
     with pytest.raises(ValueError, match="2D array"):
         clf.fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="dim 3"):
+        clf.fit(X[:, :, None], y)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        clf.fit(X, y[:-1])
+    with pytest.raises(ValueError, match="0 sample"):
+        clf.fit(X[:0], y[:0])
     with pytest.raises(ValueError, match="at least 2 classes.*one class: a"):
         clf.fit(X, np.full(len(y), "a"))
     with pytest.raises(ValueError, match="Unknown label type"):

@@ -164,8 +164,9 @@ def _inode(path):
 def test_sigkill_during_saves_leaves_old_or_new_never_half(tmp_path):
     path = tmp_path / "last.npz"
     rng = random.Random(0)
-    k, stray_seen = 0, 0
-    for _ in range(6):
+    k, stray_seen, kills = 0, 0, 0
+    while kills < 6 or not stray_seen and kills < 40:  # until a kill has landed mid-write (nearly always the first)
+        kills += 1
         before = _inode(path)
         proc = subprocess.Popen([sys.executable, "-c", SAVER, str(path), str(k)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline() == "ready\n"
@@ -207,6 +208,98 @@ def test_write_failure_is_one_line_and_keeps_the_last_checkpoint(cli, tmp_path, 
     monkeypatch.undo()
     assert checkpoint.load(run / "last.npz")["counters"]["epoch"] == 1
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+class _FullDisk:
+    """A file that takes the first 100 bytes written to it, then fails with ENOSPC (as a
+    full disk does part-way through a write); everything else goes to the real file."""
+
+    def __init__(self, f):
+        self._f, self._room = f, 100
+
+    def write(self, data):
+        if len(data) > self._room:
+            self._f.write(bytes(data[: self._room]))
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+
+@pytest.mark.parametrize("target", ["last.npz", "history.jsonl", "history.csv"])
+def test_disk_full_part_way_through_a_write_keeps_the_last_checkpoint(cli, tmp_path, monkeypatch, target):
+    """ENOSPC in the middle of the second write of `target` (epoch 2): one line naming
+    the file, exit 1; last.npz still holds epoch 1 and no temporary file is left."""
+    real_fdopen, seen = os.fdopen, []
+
+    def fdopen(fd, *args, **kwargs):
+        f = real_fdopen(fd, *args, **kwargs)
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{target}."):
+            seen.append(fd)
+            if len(seen) > 1:
+                return _FullDisk(f)
+        return f
+
+    if not os.path.exists("/proc/self/fd"):
+        pytest.skip("needs /proc/self/fd")
+    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
+    fmt = target.split(".")[1] if target.startswith("history") else "jsonl"
+    result = cli("train", "--out", tmp_path, *TINY, "--set", "train.epochs=3", "--set", 'output.name="r"',
+                 "--set", f'output.history="{fmt}"')
+    run = tmp_path / "r"
+    expect_error(result, 1, f"fastbp: error: cannot write {run / target}: {os.strerror(errno.ENOSPC)}")
+    monkeypatch.undo()
+    assert len(seen) == 2
+    assert checkpoint.load(run / "last.npz")["counters"]["epoch"] == 1
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+    if target.startswith("history"):  # the first epoch's history, whole
+        assert len((run / target).read_text().splitlines()) == (2 if fmt == "csv" else 1)
+
+
+@pytest.mark.parametrize("target", ["last.npz", "history.jsonl"])
+def test_read_only_file_system_names_the_file_not_the_temporary_one(cli, tmp_path, monkeypatch, target):
+    """On a read-only (or full) file system, creating the temporary file fails first: the
+    line names `target`, exit 1, and the first epoch's checkpoint stays."""
+    real_mkstemp, calls = checkpoint.tempfile.mkstemp, []
+
+    def mkstemp(*args, prefix="", suffix="", dir=None, **kwargs):
+        if prefix.startswith(f".{target}."):
+            calls.append(dir)
+            if len(calls) > 1:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}x{suffix}"))
+        return real_mkstemp(*args, prefix=prefix, suffix=suffix, dir=dir, **kwargs)
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    result = cli("train", "--out", tmp_path, *TINY, "--set", "train.epochs=3", "--set", 'output.name="r"')
+    run = tmp_path / "r"
+    line = expect_error(result, 1, f"fastbp: error: cannot write {run / target}: {os.strerror(errno.EROFS)}")
+    assert ".tmp" not in line
+    monkeypatch.undo()
+    assert checkpoint.load(run / "last.npz")["counters"]["epoch"] == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_run_directory_keeps_the_last_checkpoint(cli, tmp_path):
+    """A real read-only run directory (chmod 555) when resuming: one line, exit 1, nothing changed."""
+    assert cli("train", "--out", tmp_path, *TINY, "--set", 'output.name="r"')[0] == 0
+    run = tmp_path / "r"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    run.chmod(0o555)
+    try:
+        result = cli("train", "--resume", run, "--quiet", "--set", "train.epochs=2")
+    finally:
+        run.chmod(0o755)
+    expect_error(result, 1, f"fastbp: error: cannot write {run / 'history.jsonl'}: {os.strerror(errno.EACCES)}")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
 def test_disk_full_while_plotting_is_one_line_not_an_internal_error(cli, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from reliability_helpers import FAST, TINY, cli, expect_error, fastbp, sets  # n
 from fastbp import backend
 from fastbp.data.locate import IDX_FILES
 from fastbp.nn.network import Network
+from fastbp.train import trainer
 
 IMAGES, LABELS = IDX_FILES[:2]
 
@@ -25,15 +26,20 @@ BAD_VALUES = [
     (["--set", "optimizer.lr=nan"], ["optimizer.lr", "finite"]),
     (["--set", 'optimizer.lr="fast"'], ["optimizer.lr", "must be float"]),
     (["--set", "train.batch_size=-3"], ["train.batch_size", ">= 1"]),
+    (["--set", "train.batch_size=0"], ["train.batch_size", ">= 1"]),
+    (["--set", "train.batch_size=2000"], ["train.batch_size", "= 2000 is larger than the training set (1293 rows)"]),
     (["--set", "train.batch_size=1.5"], ["train.batch_size", "must be int"]),
     (["--set", "train.epochs=true"], ["train.epochs", "must be int"]),
+    (["--set", "model.sizes=[]"], ["model.sizes", "at least two"]),
     (["--set", "model.sizes=[64]"], ["model.sizes", "at least two"]),
     (["--set", "model.sizes=[64,0,10]"], ["model.sizes", "positive"]),
     (["--set", "model.output=softmaxx"], ["model.output", "did you mean 'softmax'"]),
+    (["--set", "model.hidden=softplus"], ["model.hidden", "one of sigmoid, tanh, relu, leaky_relu", "'softplus'"]),
     (["--set", "train.backend=cuda"], ["train.backend", "did you mean 'cupy'"]),
     (["--backend", "tpu"], ["--backend", "invalid choice: 'tpu'"]),
     (["--set", "trian.epochs=2"], ["'trian'", "did you mean 'train'"]),
     (["--set", "train.epoch=2"], ["train.epoch", "did you mean 'epochs'"]),
+    (["--set", "train.lr=0.1"], ["unknown config key 'train.lr'", "did you mean 'optimizer.lr'"]),  # another section's key
     (["--set", "lr=0.1"], ["'lr=0.1'", "did you mean 'optimizer.lr'"]),
     (["--set", "data.validation=1.5"], ["data.validation", "fraction"]),
     (["--set", "data.validation=5000"], ["data.validation", "leaves no training data"]),
@@ -49,19 +55,45 @@ def test_bad_config_values_give_one_line_and_exit_2(cli, tmp_path, args, needles
     "text,needles",
     [
         ("[trian]\n", ["unknown config section 'trian'", "did you mean 'train'"]),  # even an empty one
+        ("[train]\nepoch = 3\n", ["unknown config key 'train.epoch'", "did you mean 'epochs'"]),
+        ("[train]\nlr = 0.1\n", ["unknown config key 'train.lr'", "did you mean 'optimizer.lr'"]),
         ("epochs = 3\n", ["'epochs' must be a table", "did you mean 'train.epochs'"]),
         ("[model]\nhidden = 3\n", ["model.hidden", "must be str"]),
+        ("[model]\nsizes = []\n", ["model.sizes", "at least two"]),
         ("[optimizer]\nlr = -1\n", ["optimizer.lr", "> 0"]),
+        ("[train]\nbackend = 'tpu'\n", ["train.backend", "one of numpy, cupy, auto"]),
     ],
 )
 def test_bad_config_files_give_one_line_and_exit_2(cli, tmp_path, text, needles):
     (tmp_path / "c.toml").write_text(text)
-    expect_error(cli("train", tmp_path / "c.toml", "--out", tmp_path, *TINY), 2, "config", *needles)
+    expect_error(cli("train", tmp_path / "c.toml", "--out", tmp_path, *TINY), 2, f"fastbp: error: config file {tmp_path / 'c.toml'}: ", *needles)
 
 
 def test_debug_shows_the_traceback():
     rc, _, err = fastbp("--debug", "train", "--set", "optimizer.lr=0")
     assert rc != 0 and "Traceback" in err and "ConfigError" in err and "optimizer.lr" in err
+
+
+def test_unexpected_exception_is_one_line_exit_1_and_debug_raises_it(cli, tmp_path, monkeypatch):
+    """A bug (an exception fastbp does not expect): one 'internal error' line, exit 1;
+    with --debug the exception itself propagates (its traceback)."""
+    def setup(self):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(trainer.Trainer, "setup", setup)
+    expect_error(cli("train", "--out", tmp_path, *TINY), 1, "fastbp: internal error: ZeroDivisionError: a bug", "--debug")
+    with pytest.raises(ZeroDivisionError):
+        cli("--debug", "train", "--out", tmp_path, *TINY)
+
+
+def test_ctrl_c_before_training_starts_exits_130_and_writes_nothing(cli, tmp_path, monkeypatch):
+    """Ctrl-C while the data load (no signal handler of fastbp's yet): 'interrupted', 130."""
+    def load(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "load_dataset", load)
+    expect_error(cli("train", "--out", tmp_path / "runs", *TINY), 130, "fastbp: interrupted")
+    assert not (tmp_path / "runs").exists()
 
 
 # -- 2. data files through the CLI -------------------------------------------------------------------
@@ -161,16 +193,22 @@ def test_auto_backend_falls_back_to_numpy(tmp_path, reason, warns):
     assert err == (f"fastbp: warning: backend auto: {reason}; using numpy\n" if warns else "")
 
 
-def test_gpu_out_of_memory_names_the_batch_size(cli, tmp_path, monkeypatch):
-    class OutOfMemoryError(MemoryError):  # what cupy raises, by name
-        pass
+class OutOfMemoryError(MemoryError):
+    """cupy.cuda.memory.OutOfMemoryError, as cupy defines it (fastbp knows it only by name)."""
 
-    def backward(self, X, Y):
-        raise OutOfMemoryError("Out of memory allocating 1,048,576 bytes")
+    def __init__(self, size, total):
+        super().__init__(f"Out of memory allocating {size:,} bytes (allocated so far: {total:,} bytes).")
 
-    monkeypatch.setattr(Network, "backward", backward)
-    line = expect_error(cli("train", "--out", tmp_path, *TINY, "--set", "train.batch_size=16"), 1, "out of memory", "train.batch_size = 16", "smaller batch size")
-    assert line.startswith("fastbp: error: ")
+
+@pytest.mark.parametrize("where", ["backward", "forward"])
+def test_gpu_out_of_memory_names_the_batch_size_and_the_memory(cli, tmp_path, monkeypatch, where):
+    def fail(self, *args, **kwargs):
+        raise OutOfMemoryError(1_048_576, 80_000_000_000)
+
+    monkeypatch.setattr(Network, where, fail)
+    line = expect_error(cli("train", "--out", tmp_path, *TINY, "--set", "train.batch_size=16"), 1, "out of memory",
+                        "train.batch_size = 16", "allocating 1,048,576 bytes", "smaller batch size")
+    assert line.startswith("fastbp: error: GPU out of memory")
 
 
 # -- 9. stdout closed early ---------------------------------------------------------------------------

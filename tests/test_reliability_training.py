@@ -62,9 +62,15 @@ def test_divergence_names_epoch_and_batch_and_keeps_the_good_checkpoint(cli, one
         warnings.simplefilter("error", RuntimeWarning)  # numpy's overflow warning would be a second line
         result = cli("train", "--resume", run, "--quiet", "--set", "optimizer.lr=1e6", "--set", "train.epochs=3")
     line = expect_error(result, 1, "non-finite loss at epoch 2, batch ", "lower learning rate", "optimizer.clip_norm")
-    assert f"last good checkpoint in {run} is kept" in line
+    assert f"last good checkpoint (last.npz, best.npz) in {run} is kept" in line
     kept = checkpoint.load(run / "last.npz")
     assert kept["counters"]["epoch"] == 1 and np.array_equal(kept["params"], good)
+
+
+def test_divergence_before_any_checkpoint_says_so(cli, tmp_path):
+    result = cli("train", "--out", tmp_path, *TINY, "--quiet", "--set", 'output.name="r"', "--set", "optimizer.lr=1e6")
+    line = expect_error(result, 1, "non-finite loss at epoch 1, batch ", "no checkpoint had been written yet")
+    assert "kept" not in line and not (tmp_path / "r" / "last.npz").exists()
 
 
 def test_non_finite_weights_are_never_saved(cli, one_epoch_run, monkeypatch):

@@ -145,14 +145,22 @@ def _load_npz(path: Path, name: str) -> Dataset:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise data_error(path, "not found") from None
+    except _NPZ_ERRORS as exc:
+        raise data_error(path, f"cannot read it as an .npz archive: {exc}") from None
+    try:
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise data_error(path, "expected an .npz archive of arrays, found a single .npy array")
         with archive:
             return {key: archive[_npz_key(archive, key, path)] for key in ARRAY_KEYS}
-    # zipfile raises NotImplementedError for unknown compression, RuntimeError for encryption
-    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, MemoryError,
-            NotImplementedError, RuntimeError) as exc:
+    except _NPZ_ERRORS as exc:
         raise data_error(path, f"cannot read it as an .npz archive: {exc}") from None
+
+
+# zipfile raises NotImplementedError for unknown compression, RuntimeError for encryption
+_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, MemoryError,
+               NotImplementedError, RuntimeError)
 
 
 def _npz_key(archive, key: str, path: Path) -> str:
@@ -175,7 +183,9 @@ def _read_csv(path: Path):
     """(X, y, path, path) from a CSV file of rows 'label,x1,x2,...', with an optional header row."""
     try:
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise data_error(path, f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
         raise data_error(path, f"cannot read it as text: {exc}") from None
     rows = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
     if rows and not _all_numbers(rows[0][1]):

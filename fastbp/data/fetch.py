@@ -2,7 +2,7 @@
 
 The digests are of each file's decompressed content, so that a mirror's own gzip compression
 does not matter. Each file is downloaded whole, checked, then written atomically: a failure leaves
-no partial or temporary file behind.
+no partial or temporary file behind, and raises FetchError (exit code 1: a failure while running).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import DataError
-from .idx import GZIP_MAGIC, atomic_write, data_error, decompress, read_bytes
+from ..errors import DataError, FetchError
+from .idx import GZIP_MAGIC, atomic_write, decompress, read_bytes
 from .locate import cache_dir, find_idx_file
 
 MIRRORS = {
@@ -85,7 +85,7 @@ def fetch(name: str, dest_root=None, mirrors=None, timeout: float = 30, log=None
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"data folder {dest}: cannot create it: {exc.strerror or exc}") from None
+        raise FetchError(f"data folder {dest}: cannot create it: {exc.strerror or exc}") from None
     urls = mirror_urls(name, mirrors)
     for stem, digest in SHA256[name].items():
         present = find_idx_file(dest, stem)
@@ -122,6 +122,6 @@ def _fetch_file(target: Path, digest: str, urls: list[str], timeout: float, log)
         try:
             atomic_write(target, data)
         except OSError as exc:
-            raise data_error(target, f"cannot write it: {exc.strerror or exc}") from None
+            raise FetchError(f"data file {target}: cannot write it: {exc.strerror or exc}") from None
         return target
-    raise data_error(target, f"download failed from every mirror: {'; '.join(failures) or 'no mirrors given'}")
+    raise FetchError(f"data file {target}: download failed from every mirror: {'; '.join(failures) or 'no mirrors given'}")

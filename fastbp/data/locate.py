@@ -77,5 +77,5 @@ def find_dataset_dir(name: str, data_dir=None) -> Path:
             tried.append(f"{folder} ({'lacks ' + ', '.join(missing) if folder.is_dir() else 'absent'})")
     raise DataError(
         f"data set {name}: its IDX files ({', '.join(IDX_FILES)}, each .gz or not) "
-        f"were not found in: {'; '.join(tried)}; set FASTBP_DATA or download them with fastbp.data.fetch"
+        f"were not found in: {'; '.join(tried)}; set FASTBP_DATA, or download them with: fastbp data fetch {name}"
     )

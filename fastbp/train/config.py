@@ -136,8 +136,8 @@ def _home(key):
 def _check_key(section, key):
     if section not in SCHEMA:
         raise ConfigError(f"unknown config section '{section}'{_closest(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
-    if key not in SCHEMA[section]:
-        raise ConfigError(f"unknown config key '{section}.{key}'{_closest(key, SCHEMA[section])}")
+    if key not in SCHEMA[section]:  # a typo within the section, else the key's own section ('train.lr')
+        raise ConfigError(f"unknown config key '{section}.{key}'{_closest(key, SCHEMA[section]) or _home(key)}")
 
 
 def _check_value(section, key, value):
@@ -222,7 +222,10 @@ def load(path=None, overrides=()):
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
-        merge(cfg, data)
+        try:
+            merge(cfg, data)
+        except ConfigError as exc:  # name the file as well as the key
+            raise ConfigError(f"config file {path}: {exc}") from None
     for text in overrides:
         merge(cfg, parse_override(text))
     return validate(cfg)

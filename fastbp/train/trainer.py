@@ -137,13 +137,13 @@ class Trainer:
         s = dict(c["schedule"])
         self.lr_at = schedules.make(s.pop("name"), o["lr"], t["epochs"] * self.n_batches, self.n_batches, **s)
         xp, d = self.net.xp, self.data["train"]
-        self.Xs = xp.empty_like(d.X)  # the epoch's shuffled copy
-        self.Ys = xp.empty_like(d.Y)
-        self.Ls = xp.empty_like(d.labels)
-        self.xbuf = xp.empty((B, d.X.shape[1]), self.net.dtype)
-        # Each batch's views, cut once: (raw rows, scaled rows, one-hot targets, labels).
+        # Batches are gathered row by row from the stored (uint8) data through the
+        # epoch's permutation: cheaper than a shuffled copy of the whole set
+        # (47 MB for MNIST, 30 ms an epoch), and no second copy in memory.
+        raw, scaled = xp.empty((B, d.X.shape[1]), d.X.dtype), xp.empty((B, d.X.shape[1]), self.net.dtype)
+        Y, labels = xp.empty((B, d.Y.shape[1]), d.Y.dtype), xp.empty(B, d.labels.dtype)
         spans = [(b * B, min((b + 1) * B, n_train)) for b in range(self.n_batches)]
-        self.batches = [(self.Xs[i:j], self.xbuf[: j - i], self.Ys[i:j], self.Ls[i:j]) for i, j in spans]
+        self.batches = [(i, j, raw[: j - i], scaled[: j - i], Y[: j - i], labels[: j - i]) for i, j in spans]
         self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0}
         self.history, self.best = [], None
         return self
@@ -176,9 +176,11 @@ class Trainer:
         except Exception as exc:
             if type(exc).__name__ != "OutOfMemoryError":  # cupy's, not imported here
                 raise
+            asked = getattr(exc, "size", None)  # cupy's OutOfMemoryError(size, total)
+            asked = f"{asked / 2**20:,.1f} MiB asked for" if isinstance(asked, (int, float)) else str(exc).rstrip(".")
             raise FastBPError(
                 f"GPU out of memory at train.batch_size = {self.cfg['train']['batch_size']} "
-                f"with network {self.cfg['model']['sizes']}: {exc}; try a smaller batch size"
+                f"with network {self.cfg['model']['sizes']} ({asked}); try a smaller batch size"
             ) from None
 
     def _run(self):
@@ -238,9 +240,6 @@ class Trainer:
         c, net, bk, xp = self.cfg, self.net, self.net.bk, self.net.xp
         d, seed, epoch = self.data["train"], c["train"]["seed"], state["epoch"]
         perm = bk.permutation(bk.rng([seed, epoch]), d.n) if c["train"]["shuffle"] else xp.arange(d.n)
-        xp.take(d.X, perm, axis=0, out=self.Xs)
-        xp.take(d.Y, perm, axis=0, out=self.Ys)
-        xp.take(d.labels, perm, axis=0, out=self.Ls)
         net.seed_dropout([seed, epoch, 1])
         if state.get("dropout_rng") is not None and bk.name == "numpy":
             net._drop_rng.bit_generator.state = state.pop("dropout_rng")
@@ -250,7 +249,11 @@ class Trainer:
         progress.start_epoch(state["epoch"], state["batch"])
         cost, step, lr_at, scale = net.cost, self.opt.step, self.lr_at, d.scale
         for b in range(state["batch"], self.n_batches):
-            raw, xb, yb, labels = self.batches[b]
+            i, j, raw, xb, yb, labels = self.batches[b]
+            rows = perm[i:j]
+            xp.take(d.X, rows, axis=0, out=raw)
+            xp.take(d.Y, rows, axis=0, out=yb)
+            xp.take(d.labels, rows, axis=0, out=labels)
             xp.multiply(raw, scale, out=xb)
             a = net.forward(xb, train=True)
             batch_loss = cost.fn(bk, net.z_out, a, yb)
@@ -287,8 +290,15 @@ class Trainer:
         raise TrainingDiverged(
             f"training diverged: non-finite loss at epoch {epoch + 1}, batch {batch + 1}; "
             f"try a lower learning rate (optimizer.lr = {self.cfg['optimizer']['lr']}) or optimizer.clip_norm; "
-            f"the last good checkpoint in {self.run_dir} is kept"
+            f"{self._kept()}"
         )
+
+    def _kept(self):
+        """What a diverged run leaves behind, for its message."""
+        saved = [n for n in ("last.npz", "best.npz") if self.run_dir is not None and (self.run_dir / n).exists()]
+        if saved:
+            return f"the last good checkpoint ({', '.join(saved)}) in {self.run_dir} is kept"
+        return "no checkpoint had been written yet" if self.run_dir is not None else "nothing was saved"
 
     def evaluate(self, split):
         """(mean cost, accuracy) of the current weights on one split."""
@@ -369,7 +379,7 @@ class Trainer:
             raise TrainingDiverged(
                 f"training diverged: non-finite weights {f'at epoch {e + 1}, batch {b}' if b else f'after epoch {e}'} "
                 f"(not saved to {name}); try a lower learning rate (optimizer.lr = {self.cfg['optimizer']['lr']}) "
-                f"or optimizer.clip_norm; the last good checkpoint in {self.run_dir} is kept"
+                f"or optimizer.clip_norm; {self._kept()}"
             )
         if self.net._drop_rng is not None and self.net.bk.name == "numpy" and state["batch"]:
             extra["dropout_rng"] = self.net._drop_rng.bit_generator.state
