@@ -258,3 +258,18 @@ def test_schedules():
     assert max(oc(s) for s in range(total)) == pytest.approx(1.0)
     with pytest.raises(ValueError):
         schedules.make("exponential", 1.0, total, per)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batch_cost_with_the_softmax_normaliser_equals_the_cost_alone(dtype):
+    """Network.batch_cost hands the log-likelihood the softmax's ln Σ e^z; the
+    value must be the one the cost computes from z and a alone."""
+    rng = np.random.default_rng(3)
+    net = Network([6, 5, 4], hidden="relu", output="softmax", cost="log_likelihood", dtype=dtype, seed=1)
+    for n in (1, 7, 7, 30):
+        X = (rng.standard_normal((n, 6)) * 20).astype(dtype)
+        Y = np.eye(4, dtype=dtype)[rng.integers(0, 4, n)]
+        a = net.forward(X)
+        alone = float(net.cost.fn(net.bk, net.z_out, a, Y))
+        assert float(net.batch_cost(Y)) == pytest.approx(alone, rel=1e-5 if dtype == "float32" else 1e-12)
+        assert alone == pytest.approx(-np.sum(Y * np.log(a.astype(np.float64))), rel=1e-4)

@@ -132,12 +132,13 @@ def test_outputs_and_costs_are_stable_at_float32_1e30(rows):
             act = activations.make(output, activations.OUTPUT)
             cost = costs.make(cost_name, output)
             a = act.forward(bk, z, np.empty_like(z))
-            right = float(cost.fn(bk, z, a, y))
-            wrong = float(cost.fn(bk, z, a, y[:, ::-1].copy()))
+            for given in (None, act):  # the cost alone, and with the softmax's own ln Σ e^z
+                right = float(cost.fn(bk, z, a, y, given))
+                wrong = float(cost.fn(bk, z, a, y[:, ::-1].copy(), given))
+                per_row = 1.0 if cost_name == "quadratic" else 2e30  # e.g. ln Σe^z − z_y = 1e30 − (−1e30)
+                assert right == 0.0 and wrong == pytest.approx(rows * per_row, rel=1e-3), (cost_name, right, wrong)
             delta = cost.delta(bk, z, a, y, np.empty_like(z), act, np.empty_like(z))
             assert 0 <= a.min() and a.max() <= 1 and np.isfinite(delta).all(), output
-            per_row = 1.0 if cost_name == "quadratic" else 2e30  # e.g. ln Σe^z − z_y = 1e30 − (−1e30)
-            assert right == 0.0 and wrong == pytest.approx(rows * per_row, rel=1e-3), (cost_name, right, wrong)
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         net = Network([2, 2], "relu", "softmax", "log_likelihood", dtype="float32")
         net.weights[0][...] = np.eye(2)

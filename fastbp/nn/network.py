@@ -175,7 +175,7 @@ class Network:
             (self.output if l == last else self.hidden).forward(bk, z, a)
             a_prev = a
             if l == last:
-                self.z_out = z  # the output layer's z, for the cost
+                self.z_out, self.a_out = z, a  # for the cost (batch_cost)
             elif train and drop and self.dropout:
                 a_prev = self._drop(rows, l, a)
         if train:
@@ -244,12 +244,16 @@ class Network:
         """Class index per row (argmax of the output layer)."""
         return self.feedforward(X, batch_size).argmax(axis=1)
 
+    def batch_cost(self, Y):
+        """The cost summed over the rows of the last forward pass (a 0-d device array)."""
+        return self.cost.fn(self.bk, self.z_out, self.a_out, Y, self.output)
+
     def loss(self, X, Y):
         """Mean cost over the rows of (X, Y), as a Python float."""
         X = self.xp.asarray(X, dtype=self.dtype)
         Y = self.xp.asarray(Y, dtype=self.dtype)
-        a = self.forward(X)
-        return float(self.cost.fn(self.bk, self.z_out, a, Y)) / X.shape[0]
+        self.forward(X)
+        return float(self.batch_cost(Y)) / X.shape[0]
 
     # ------------------------------------------------------------------
     def config(self):

@@ -247,7 +247,7 @@ class Trainer:
         loss_sum, correct, seen = state["loss_sum"], state["correct"], state["seen"]
         clip = c["optimizer"]["clip_norm"]
         progress.start_epoch(state["epoch"], state["batch"])
-        cost, step, lr_at, scale = net.cost, self.opt.step, self.lr_at, d.scale
+        step, lr_at, scale = self.opt.step, self.lr_at, d.scale
         for b in range(state["batch"], self.n_batches):
             i, j, raw, xb, yb, labels = self.batches[b]
             rows = perm[i:j]
@@ -256,7 +256,7 @@ class Trainer:
             xp.take(d.labels, rows, axis=0, out=labels)
             xp.multiply(raw, scale, out=xb)
             a = net.forward(xb, train=True)
-            batch_loss = cost.fn(bk, net.z_out, a, yb)
+            batch_loss = net.batch_cost(yb)
             loss_sum = loss_sum + batch_loss
             correct = correct + (a.argmax(axis=1) == labels).sum()
             seen += len(labels)
@@ -310,7 +310,7 @@ class Trainer:
             j = min(i + chunk, d.n)
             xb = xp.multiply(d.X[i:j], d.scale, out=buf_x[: j - i])
             a = net.forward(xb)
-            loss = loss + net.cost.fn(net.bk, net.z_out, a, d.Y[i:j])
+            loss = loss + net.batch_cost(d.Y[i:j])
             correct = correct + (a.argmax(axis=1) == d.labels[i:j]).sum()
         return float(loss) / d.n, int(correct) / d.n
 
