@@ -222,11 +222,11 @@ def table(rows, columns):
     return "\n".join(lines)
 
 
-def write(report, markdown, out_dir):
-    """Write <out>/bench-<stamp>.json and .md; returns the path stem."""
+def write(report, markdown, out_dir, prefix="bench"):
+    """Write <out>/<prefix>-<stamp>.json and .md; returns the path stem."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    stem = out_dir / f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     stem.with_suffix(".md").write_text(markdown + "\n")
     return stem
@@ -249,5 +249,5 @@ def run_stamp():
     return datetime.now().isoformat(timespec="seconds")
 
 
-def argv():
-    return [os.path.basename(sys.executable), "-m", "benchmarks", *sys.argv[1:]]
+def argv(module="benchmarks"):
+    return [os.path.basename(sys.executable), "-m", module, *sys.argv[1:]]

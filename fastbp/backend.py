@@ -55,6 +55,10 @@ class Backend:
         """Fill `out` with uniform [0, 1) draws, in place."""
         rng.random(out=out, dtype=out.dtype)
 
+    def integers(self, rng, high, n):
+        """n integers drawn uniformly from [0, high)."""
+        return rng.integers(0, high, n)
+
     def limit_threads(self, n):
         """Context manager capping the BLAS threads at n (0: leave as is).
         One thread avoids OpenBLAS's collapse on a machine already busy
@@ -131,6 +135,9 @@ class CupyBackend(Backend):
 
     def random(self, rng, out):
         out[...] = rng.random_sample(out.shape, dtype=out.dtype)
+
+    def integers(self, rng, high, n):
+        return rng.randint(0, high, n)
 
     def sigmoid(self, z, out):
         return self._expit(z, out=out)  # one fused, stable kernel on the GPU

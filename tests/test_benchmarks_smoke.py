@@ -66,3 +66,13 @@ def test_plots_when_matplotlib_is_there(run):
     out, _, _ = run
     (png,) = out.glob("bench-*-smoke.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_breakdown_accounts_for_the_whole_step():
+    from benchmarks.breakdown import PHASES, breakdown
+
+    r = breakdown("smoke", epochs=1)
+    us = r["us_per_step"]
+    assert r["steps_per_epoch"] > 1 and all(us[p] > 0 for p in PHASES) and us["gemms_alone"] > 0
+    assert us["total"] == pytest.approx(sum(us[p] for p in PHASES) + us["loop"])
+    assert us["not_gemm"] == pytest.approx(us["total"] - us["gemms_alone"])

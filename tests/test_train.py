@@ -11,6 +11,7 @@ import pytest
 
 from fastbp.errors import CheckpointError, ConfigError, DataError
 from fastbp.nn import optim
+from fastbp.data import datasets
 from fastbp.train import checkpoint, config, trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def test_resume_is_bit_identical(tmp_path):
 def test_interrupt_mid_epoch_saves_and_resume_matches(tmp_path, monkeypatch):
     """SIGINT in the middle of epoch 2: checkpoint saved, Interrupted raised,
     and resuming ends with exactly the weights of an uninterrupted run."""
-    sec = {"train": {"epochs": 3}, "schedule": {"name": "cosine"}, "model": {"dropout": 0.1}}
+    sec = {"train": {"epochs": 3}, "schedule": {"name": "cosine"}, "model": {"dropout": 0.1}, "data": {"shift": 1}}
     straight = trainer.Trainer(small_cfg(tmp_path, **sec), quiet=True)
     straight.run()
 
@@ -190,3 +191,37 @@ def test_checkpoint_refuses_foreign_and_mismatched_files(tmp_path):
 def test_data_errors_are_data_errors(tmp_path):
     with pytest.raises(DataError):
         trainer.Trainer(small_cfg(tmp_path, data={"name": str(tmp_path / "missing.npz")}), quiet=True).run()
+
+
+def test_random_shift_moves_each_image_inside_its_zero_border():
+    """data.shift: every image is its original moved by (dy, dx) in [-s, s]²,
+    the uncovered border 0; the shifts differ between images and epochs."""
+    from fastbp.backend import get_backend
+    from fastbp.train.augment import RandomShift
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(1, 256, (64, 5 * 4)).astype(np.uint8)  # 5x4 images without a 0 pixel
+    shift = RandomShift(get_backend("numpy"), (5, 4), 2, 64, np.uint8)
+    seen, offsets = set(), []
+    for epoch in range(2):
+        shift.new_epoch(0, epoch, 64)
+        offsets.append(shift.offsets.copy())
+        out = images[10:40].copy()
+        shift(out, 10)
+        for k, img in enumerate(out):
+            dy, dx = divmod(int(shift.offsets[10 + k]), shift.W)
+            canvas = np.zeros((9, 8), np.uint8)
+            canvas[2:7, 2:6] = images[10 + k].reshape(5, 4)
+            assert np.array_equal(img.reshape(5, 4), canvas[dy : dy + 5, dx : dx + 4]), (k, dy, dx)
+            seen.add((epoch, k, dy - 2, dx - 2))
+    moves = {(dy, dx) for _, _, dy, dx in seen}
+    assert moves <= {(y, x) for y in range(-2, 3) for x in range(-2, 3)} and len(moves) > 10
+    assert not np.array_equal(offsets[0], offsets[1])  # new shifts each epoch
+
+
+def test_shift_needs_images(tmp_path):
+    ds = datasets.Dataset("flat", np.zeros((40, 6), np.float32), np.arange(40) % 2, np.zeros((10, 6), np.float32),
+                          np.arange(10) % 2, scale=1.0, image_shape=None, n_classes=2)
+    cfg = small_cfg(tmp_path, data={"shift": 1, "validation": 0}, model={"sizes": [6, 4, 2]}, train={"batch_size": 8})
+    with pytest.raises(ConfigError, match="data.shift"):
+        trainer.Trainer(cfg, dataset=ds, write=False, quiet=True).setup()

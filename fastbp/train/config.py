@@ -48,6 +48,8 @@ SCHEMA = {
         "validation": ("auto", (int, float, str), lambda v: v == "auto" or not isinstance(v, str) and v >= 0, "auto, a count >= 0 or a fraction in (0, 1)"),
         "standardize": (False, bool, None, "true or false"),
         "train_limit": (0, int, _nonneg, "a count >= 0 (0 = all)"),
+        # augmentation: each training image moved by up to this many pixels in x and y
+        "shift": (0, int, _nonneg, "a pixel count >= 0 (0 = off)"),
     },
     "model": {
         "sizes": ([64, 100, 10], list, lambda v: len(v) >= 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v), "a list of at least two positive integers"),

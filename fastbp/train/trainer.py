@@ -22,6 +22,7 @@ from ..errors import ConfigError, DataError, FastBPError, TrainingDiverged
 from ..nn import optim, schedules
 from ..nn.network import Network
 from . import checkpoint, config as config_mod, report
+from .augment import RandomShift
 from .progress import Progress
 
 
@@ -144,6 +145,15 @@ class Trainer:
         Y, labels = xp.empty((B, d.Y.shape[1]), d.Y.dtype), xp.empty(B, d.labels.dtype)
         spans = [(b * B, min((b + 1) * B, n_train)) for b in range(self.n_batches)]
         self.batches = [(i, j, raw[: j - i], scaled[: j - i], Y[: j - i], labels[: j - i]) for i, j in spans]
+        self.shift = None
+        if c["data"]["shift"]:
+            shape = self.dataset.image_shape
+            if shape is None or len(shape) != 2 or shape[0] * shape[1] != d.X.shape[1]:
+                raise ConfigError(
+                    f"config key 'data.shift' = {c['data']['shift']} needs 2-D images, "
+                    f"but data set {self.dataset.name!r} has no image shape"
+                )
+            self.shift = RandomShift(self.bk, shape, c["data"]["shift"], B, d.X.dtype)
         self.state = {"epoch": 0, "batch": 0, "step": 0, "loss_sum": 0.0, "correct": 0, "seen": 0}
         self.history, self.best = [], None
         return self
@@ -240,6 +250,8 @@ class Trainer:
         c, net, bk, xp = self.cfg, self.net, self.net.bk, self.net.xp
         d, seed, epoch = self.data["train"], c["train"]["seed"], state["epoch"]
         perm = bk.permutation(bk.rng([seed, epoch]), d.n) if c["train"]["shuffle"] else xp.arange(d.n)
+        if self.shift is not None:
+            self.shift.new_epoch(seed, epoch, d.n)
         net.seed_dropout([seed, epoch, 1])
         if state.get("dropout_rng") is not None and bk.name == "numpy":
             net._drop_rng.bit_generator.state = state.pop("dropout_rng")
@@ -254,6 +266,8 @@ class Trainer:
             xp.take(d.X, rows, axis=0, out=raw)
             xp.take(d.Y, rows, axis=0, out=yb)
             xp.take(d.labels, rows, axis=0, out=labels)
+            if self.shift is not None:
+                self.shift(raw, i)
             xp.multiply(raw, scale, out=xb)
             a = net.forward(xb, train=True)
             batch_loss = net.batch_cost(yb)

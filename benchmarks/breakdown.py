@@ -1,0 +1,98 @@
+"""Where one training step's time goes, for fastbp on numpy.
+
+    python -m benchmarks.breakdown [CASE ...] [--epochs N] [--threads N] [--out DIR]
+
+For each case (small, medium, large: the nets of cases.py) it trains epochs
+with timers around the phases of the step (the network's forward and
+backward, the batch cost, the optimiser step; "loop" is the rest: gathering
+and scaling the batch, the running accuracy, Python), and times the step's
+GEMMs alone on the same shapes (flops.GemmCeiling) in the same process. The
+gap between the two is the work that is not matrix products: the floor that
+no BLAS can remove. Medians over the epochs, in microseconds per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import replace
+
+from . import cases, contenders, harness
+from .flops import GemmCeiling
+
+PHASES = ("forward", "batch_cost", "backward", "step")
+
+
+def _timed(obj, name, sink):
+    f = getattr(obj, name)
+
+    def wrapper(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = f(*args, **kwargs)
+        sink[name] += time.perf_counter() - t0
+        return out
+
+    setattr(obj, name, wrapper)
+
+
+def breakdown(name, epochs=3, threads=None):
+    spec = replace(cases.CASES[name].spec, threads=threads or harness.blas_threads())
+    runner = contenders.FastbpNumpy(spec)
+    trainer = runner.trainer
+    steps = trainer.n_batches
+    ceiling = GemmCeiling(replace(spec, rep_samples=runner.samples))
+    sink = defaultdict(float)
+    for obj, attr in ((trainer.net, "forward"), (trainer.net, "batch_cost"), (trainer.net, "backward"), (trainer.opt, "step")):
+        _timed(obj, attr, sink)
+    runner.epoch()  # warm-up
+    ceiling.epoch()
+    rows = defaultdict(list)
+    for _ in range(epochs):  # interleaved: step, GEMMs alone, step, ...
+        sink.clear()
+        t0 = time.perf_counter()
+        runner.epoch()
+        total = time.perf_counter() - t0
+        for phase in PHASES:
+            rows[phase].append(sink[phase] / steps * 1e6)
+        rows["loop"].append((total - sum(sink.values())) / steps * 1e6)
+        rows["total"].append(total / steps * 1e6)
+        t0 = time.perf_counter()
+        ceiling.epoch()
+        rows["gemms_alone"].append((time.perf_counter() - t0) / steps * 1e6)
+    out = {k: statistics.median(v) for k, v in rows.items()}
+    out["not_gemm"] = out["total"] - out["gemms_alone"]
+    return {"case": name, "about": cases.CASES[name].about, "steps_per_epoch": steps, "us_per_step": out}
+
+
+COLUMNS = ("forward", "batch_cost", "backward", "step", "loop", "total", "gemms_alone", "not_gemm")
+
+
+def markdown(results):
+    lines = ["| case | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for r in results:
+        lines.append(f"| {r['case']} | " + " | ".join(f"{r['us_per_step'][c]:.0f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__.splitlines()[0])
+    p.add_argument("cases", nargs="*", default=["small", "medium", "large"])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="BLAS threads (default: as numpy has them)")
+    p.add_argument("--out", default="", help="also write breakdown-<stamp>.json and .md into this folder")
+    args = p.parse_args(argv)
+    results = [breakdown(c, args.epochs, args.threads) for c in args.cases]
+    text = f"µs per training step, fastbp-numpy (medians of {args.epochs} epochs)\n\n" + markdown(results)
+    print(text)
+    if args.out:
+        report = {"created": harness.run_stamp(), "command": harness.argv("benchmarks.breakdown"), "machine": harness.machine(),
+                  "versions": harness.versions(), "results": results}
+        stem = harness.write(report, text, args.out, prefix="breakdown")
+        print(f"\nwrote {stem}.json and {stem}.md")
+    return results
+
+
+if __name__ == "__main__":
+    main()
