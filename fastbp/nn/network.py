@@ -24,6 +24,8 @@ C is the mean cost over the batch, so Δ^L carries the factor 1/n.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from ..backend import get_backend, resolve_dtype
@@ -34,9 +36,8 @@ from . import init as initialisers
 class _Buffers:
     """Per-layer work arrays for batches of up to `capacity` rows.
 
-    `rows(n)` gives the same arrays cut to their first n rows. The cuts are
-    made once per n and kept: at batch 10, slicing ~25 views per step was
-    ~10% of the step."""
+    `rows(n)` gives the same arrays cut to their first n rows, made once per
+    n and kept: some 25 fewer view objects per training step (~0.2 µs each)."""
 
     NAMES = ("z", "a", "delta", "work", "mask", "dropped")
 
@@ -57,15 +58,8 @@ class _Buffers:
         if cut is None:
             if len(self._rows) > 8:  # a caller cycling through many sizes: don't hoard views
                 self._rows.clear()
-            cut = self._rows[n] = _Rows(**{k: [x[:n] for x in getattr(self, k)] for k in self.NAMES})
+            cut = self._rows[n] = SimpleNamespace(**{k: [x[:n] for x in getattr(self, k)] for k in self.NAMES})
         return cut
-
-
-class _Rows:
-    """Per-layer views of the first n rows of each work array."""
-
-    def __init__(self, **views):
-        self.__dict__.update(views)
 
 
 class Network:
