@@ -4,7 +4,7 @@ Each `step(lr)` is a few whole-buffer, in-place ufuncs (`out=`): never a loop
 over layers, never a temporary. `grads` is used as scratch (it is overwritten
 by the next backward). Only numpy's own ufuncs and BLAS are called: mixing in
 a second BLAS library (scipy's axpy) left two OpenBLAS thread pools spinning
-against each other on 2 cores and made the medium benchmark 10x slower.
+against each other on 2 cores: the medium epoch took 6.1 s instead of 0.26 s.
 L2 weight decay λ' adds λ'·w to the weight gradients only (biases are
 `params[n_weights:]` and are not decayed): with Nielsen's λ and training-set
 size n, λ' = λ/n, which gives his update w → (1 − ηλ/n) w − η ∂C/∂w.
