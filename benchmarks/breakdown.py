@@ -37,8 +37,14 @@ def _timed(obj, name, sink):
     setattr(obj, name, wrapper)
 
 
-def breakdown(name, epochs=3, threads=None):
-    spec = replace(cases.CASES[name].spec, threads=threads or harness.blas_threads())
+def breakdown(name, epochs=3, threads=0):
+    """threads > 0 caps numpy's BLAS threads for the run (the GEMMs alone too)."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads, user_api="blas"):
+            return breakdown(name, epochs)
+    spec = replace(cases.CASES[name].spec, threads=harness.blas_threads())
     runner = contenders.FastbpNumpy(spec)
     trainer = runner.trainer
     steps = trainer.n_batches
@@ -63,7 +69,8 @@ def breakdown(name, epochs=3, threads=None):
         rows["gemms_alone"].append((time.perf_counter() - t0) / steps * 1e6)
     out = {k: statistics.median(v) for k, v in rows.items()}
     out["not_gemm"] = out["total"] - out["gemms_alone"]
-    return {"case": name, "about": cases.CASES[name].about, "steps_per_epoch": steps, "us_per_step": out}
+    return {"case": name, "about": cases.CASES[name].about, "blas_threads": spec.threads, "steps_per_epoch": steps,
+            "us_per_step": out}
 
 
 COLUMNS = ("forward", "batch_cost", "backward", "step", "loop", "total", "gemms_alone", "not_gemm")
@@ -72,7 +79,7 @@ COLUMNS = ("forward", "batch_cost", "backward", "step", "loop", "total", "gemms_
 def markdown(results):
     lines = ["| case | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
     for r in results:
-        lines.append(f"| {r['case']} | " + " | ".join(f"{r['us_per_step'][c]:.0f}" for c in COLUMNS) + " |")
+        lines.append(f"| {r['case']} ({r['blas_threads']} BLAS thr.) | " + " | ".join(f"{r['us_per_step'][c]:.0f}" for c in COLUMNS) + " |")
     return "\n".join(lines)
 
 
@@ -80,7 +87,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__.splitlines()[0])
     p.add_argument("cases", nargs="*", default=["small", "medium", "large"])
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="BLAS threads (default: as numpy has them)")
+    p.add_argument("--threads", type=int, default=0, help="cap numpy's BLAS threads (default: as numpy has them)")
     p.add_argument("--out", default="", help="also write breakdown-<stamp>.json and .md into this folder")
     args = p.parse_args(argv)
     results = [breakdown(c, args.epochs, args.threads) for c in args.cases]

@@ -140,7 +140,7 @@ class Trainer:
         xp, d = self.net.xp, self.data["train"]
         # Batches are gathered row by row from the stored (uint8) data through the
         # epoch's permutation: cheaper than a shuffled copy of the whole set
-        # (47 MB for MNIST, 15-30 ms an epoch measured here), and no second copy in memory.
+        # (47 MB for MNIST, copied every epoch), and no second copy in memory.
         raw, scaled = xp.empty((B, d.X.shape[1]), d.X.dtype), xp.empty((B, d.X.shape[1]), self.net.dtype)
         Y, labels = xp.empty((B, d.Y.shape[1]), d.Y.dtype), xp.empty(B, d.labels.dtype)
         spans = [(b * B, min((b + 1) * B, n_train)) for b in range(self.n_batches)]
