@@ -46,11 +46,11 @@ def breakdown(name, epochs=3, threads=0):
             return breakdown(name, epochs)
     spec = replace(cases.CASES[name].spec, threads=harness.blas_threads())
     runner = contenders.FastbpNumpy(spec)
-    trainer = runner.trainer
-    steps = trainer.n_batches
+    setup = runner.setup
+    steps = len(setup.batches)
     ceiling = GemmCeiling(replace(spec, rep_samples=runner.samples))
     sink = defaultdict(float)
-    for obj, attr in ((trainer.net, "forward"), (trainer.net, "batch_cost"), (trainer.net, "backward"), (trainer.opt, "step")):
+    for obj, attr in ((setup.net, "forward"), (setup.net, "batch_cost"), (setup.net, "backward"), (setup.opt, "step")):
         _timed(obj, attr, sink)
     runner.epoch()  # warm-up
     ceiling.epoch()

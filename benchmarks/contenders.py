@@ -62,21 +62,21 @@ def floats(spec):
 def fastbp_schedule(spec, steps_per_epoch):
     """lr(step) from fastbp's own schedules, with its default schedule keys."""
     from fastbp.nn import schedules
-    from fastbp.train import config
 
-    keys = {k: v for k, v in config.defaults()["schedule"].items() if k != "name"}
-    return schedules.make(spec.schedule, spec.lr, spec.epochs * steps_per_epoch, steps_per_epoch, **keys)
+    return schedules.make(spec.schedule, spec.lr, spec.epochs * steps_per_epoch, steps_per_epoch)
 
 
 class FastbpNumpy:
-    """fastbp's Trainer, timed on `train_epoch(evaluate=False)`."""
+    """fastbp's training loop (`build` from a config, then `loop.train_epoch`),
+    timed on one epoch with no evaluation."""
 
-    modules = ("fastbp.train.trainer",)
+    modules = ("fastbp.train.build",)
     backend = "numpy"
 
     def __init__(self, spec):
         from fastbp.train import config
-        from fastbp.train.trainer import Trainer
+        from fastbp.train.build import build
+        from fastbp.train.loop import TrainState
 
         optimizer = {"name": spec.optimizer, "lr": spec.lr, "momentum": spec.momentum}
         cfg = config.merge(config.defaults(), {
@@ -88,21 +88,28 @@ class FastbpNumpy:
             "train": {"batch_size": spec.batch, "epochs": spec.epochs, "seed": spec.seed, "backend": self.backend},
             "output": {"grad_norms": False, "plots": False},
         })
-        self.trainer = Trainer(config.validate(cfg), dataset=dataset(spec.dataset), write=False, quiet=True).setup()
-        self.samples = self.trainer.data["train"].n
+        self.setup = build(config.validate(cfg), dataset(spec.dataset))
+        self.samples = self.setup.data["train"].n
+        self.state = TrainState()
 
     def epoch(self):
-        self.trainer.train_epoch(evaluate=False)
+        from fastbp.train import loop
+
+        s = self.setup
+        loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, self.state)
+        self.state.next_epoch()
 
     def accuracy(self):
-        return self.trainer.evaluate("test")[1]
+        from fastbp.train import loop
+
+        return loop.evaluate(self.setup.net, self.setup.data["test"])[1]
 
     def gpu_peak_mb(self):
         return None
 
 
 class FastbpCupy(FastbpNumpy):
-    modules = ("fastbp.train.trainer", "cupy")
+    modules = ("fastbp.train.build", "cupy")
     backend = "cupy"
 
     def gpu_peak_mb(self):

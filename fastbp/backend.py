@@ -7,6 +7,7 @@ the CPU and the GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
@@ -17,26 +18,76 @@ from .errors import BackendError
 BACKENDS = ("numpy", "cupy", "auto")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
-# Below this many elements one call to scipy's expit beats the four-call tanh
-# form; above it the tanh form is SIMD-vectorised and ~4x faster (measured:
-# 10x30 1.1 vs 1.8 us, 512x1024 1349 vs 353 us).
+# Below this many elements one call to scipy's expit beats the four calls of
+# the tanh form (call overhead dominates); above it numpy's SIMD tanh wins.
 _EXPIT_MAX_SIZE = 4096
 
 
 class Backend:
-    """Array module plus device-specific helpers."""
+    """What fastbp needs of an array library: `xp` (the array module) and the
+    operations below, whose implementations differ between the CPU and the
+    GPU. NumpyBackend and CupyBackend are its two implementations."""
 
+    name = ""
+    memory = "memory"  # what runs out, for messages
+    # Is reading a device scalar on the host free? On the CPU a float() per
+    # batch is; on the GPU it waits for the queue to drain.
+    cheap_sync = False
+
+    def asarray(self, a, dtype=None):
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_numpy(self, a):
+        raise NotImplementedError
+
+    def synchronize(self):
+        raise NotImplementedError
+
+    def rng(self, seed):
+        """Seeded generator living on the device (shuffles, dropout masks)."""
+        raise NotImplementedError
+
+    def permutation(self, rng, n):
+        return rng.permutation(n)
+
+    def random(self, rng, out):
+        """Fill `out` with uniform [0, 1) draws, in place."""
+        raise NotImplementedError
+
+    def integers(self, rng, high, n):
+        """n integers drawn uniformly from [0, high)."""
+        raise NotImplementedError
+
+    def limit_threads(self, n):
+        """Context manager capping the library's host threads at n (0: leave as is)."""
+        return contextlib.nullcontext()
+
+    def is_out_of_memory(self, exc):
+        """Is `exc` this device's out-of-memory error?"""
+        raise NotImplementedError
+
+    def sigmoid(self, z, out):
+        """σ(z) = 1 / (1 + e^{-z}) into `out`, without overflow for large |z|."""
+        raise NotImplementedError
+
+    def device_name(self):
+        raise NotImplementedError
+
+    def describe(self):
+        """Facts for `fastbp info`, run summaries and benchmark reports."""
+        raise NotImplementedError
+
+
+class NumpyBackend(Backend):
     name = "numpy"
+    memory = "host memory"
+    cheap_sync = True
 
     def __init__(self):
         import scipy.special
 
         self.xp = np
         self._expit = scipy.special.expit
-
-    # -- arrays ---------------------------------------------------------
-    def asarray(self, a, dtype=None):
-        return self.xp.asarray(a, dtype=dtype)
 
     def to_numpy(self, a):
         return np.asarray(a)
@@ -45,35 +96,26 @@ class Backend:
         pass
 
     def rng(self, seed):
-        """Seeded generator living on the device (shuffles, dropout masks)."""
         return np.random.default_rng(seed)
 
-    def permutation(self, rng, n):
-        return rng.permutation(n)
-
     def random(self, rng, out):
-        """Fill `out` with uniform [0, 1) draws, in place."""
         rng.random(out=out, dtype=out.dtype)
 
     def integers(self, rng, high, n):
-        """n integers drawn uniformly from [0, high)."""
         return rng.integers(0, high, n)
 
     def limit_threads(self, n):
-        """Context manager capping the BLAS threads at n (0: leave as is).
-        One thread avoids OpenBLAS's collapse on a machine already busy
-        (measured 10x slower GEMMs with 2 threads under a load of 5)."""
-        import contextlib
-
+        # One thread avoids OpenBLAS's collapse on a machine that is already busy.
         if not n:
             return contextlib.nullcontext()
         from threadpoolctl import threadpool_limits
 
         return threadpool_limits(limits=n, user_api="blas")
 
-    # -- elementwise kernels that differ per device ----------------------
+    def is_out_of_memory(self, exc):
+        return isinstance(exc, MemoryError)
+
     def sigmoid(self, z, out):
-        """σ(z) = 1 / (1 + e^{-z}), without overflow for large |z|."""
         if z.size <= _EXPIT_MAX_SIZE:
             return self._expit(z, out=out)
         # σ(z) = ½ tanh(z/2) + ½: no exp overflow, SIMD tanh.
@@ -83,7 +125,6 @@ class Backend:
         xp.multiply(out, 0.5, out=out)
         return xp.add(out, 0.5, out=out)
 
-    # -- facts for `fastbp info` and benchmark reports -------------------
     def device_name(self):
         import platform
 
@@ -112,6 +153,8 @@ class Backend:
 
 class CupyBackend(Backend):
     name = "cupy"
+    memory = "GPU memory"
+    cheap_sync = False
 
     def __init__(self):
         import cupy
@@ -130,9 +173,6 @@ class CupyBackend(Backend):
     def rng(self, seed):
         return self._cupy.random.RandomState(_seed_int(seed))
 
-    def permutation(self, rng, n):
-        return rng.permutation(n)
-
     def random(self, rng, out):
         out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
@@ -142,10 +182,8 @@ class CupyBackend(Backend):
     def sigmoid(self, z, out):
         return self._expit(z, out=out)  # one fused, stable kernel on the GPU
 
-    def limit_threads(self, n):
-        import contextlib
-
-        return contextlib.nullcontext()  # cuBLAS has no host threads to cap
+    def is_out_of_memory(self, exc):
+        return isinstance(exc, self._cupy.cuda.memory.OutOfMemoryError)
 
     def device_name(self):
         props = self._cupy.cuda.runtime.getDeviceProperties(self._cupy.cuda.Device().id)
@@ -216,8 +254,13 @@ def get_backend(name="auto"):
                 )
             _cache[name] = CupyBackend()
         else:
-            _cache[name] = Backend()
+            _cache[name] = NumpyBackend()
     return _cache[name]
+
+
+def is_out_of_memory(exc):
+    """Is `exc` the out-of-memory error of a backend in use?"""
+    return any(bk.is_out_of_memory(exc) for bk in _cache.values())
 
 
 def resolve_dtype(dtype):

@@ -44,21 +44,16 @@ def cmd_train(args):
         overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
     if args.out:
         overrides.append(f"output.dir={json.dumps(str(args.out))}")
-    resume, run_dir = None, None
+    resume = None
     if args.resume:
         if args.config:
             raise UsageError("--resume takes its config from the checkpoint; give no CONFIG with it")
         resume = checkpoint.load(args.resume)
-        cfg = config.merge(config.from_json(json.dumps(resume["config"])), {})
-        for text in overrides:
-            config.merge(cfg, config.parse_override(text))
-        config.validate(cfg)
-        run_dir = Path(resume["path"]).parent
+        cfg = config.from_dict(resume.config.to_dict(), overrides)
     else:
-        path = _config_path(args.config)
-        cfg = config.load(path, overrides)
+        cfg = config.load(_config_path(args.config), overrides)
     name = Path(args.config).stem if args.config else "digits"
-    summary = trainer.Trainer(cfg, run_dir=run_dir, resume=resume, quiet=args.quiet, name=name).run()
+    summary = trainer.Trainer(cfg, resume=resume, quiet=args.quiet, name=name).run()
     acc = summary.get("test_accuracy")
     if not args.json:
         print(f"test accuracy: {100 * acc:.2f}%" if acc is not None else "done (no test set)")
@@ -69,21 +64,21 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    from .train import checkpoint, config, trainer
+    from .train import checkpoint, loop
+    from .train.build import build
 
     ckpt = checkpoint.load(args.target)
-    cfg = config.from_json(json.dumps(ckpt["config"]))
+    cfg = ckpt.config
     if args.data_dir:
-        cfg["data"]["data_dir"] = str(args.data_dir)
+        cfg.data.data_dir = str(args.data_dir)
     if args.backend:
-        cfg["train"]["backend"] = args.backend
-    t = trainer.Trainer(cfg, quiet=True, write=False).setup()
-    checkpoint.check_compatible(ckpt, t.net.config())
-    t.net.set_params(ckpt["params"])
-    result = {"checkpoint": ckpt["path"], "dataset": t.dataset.name}
+        cfg.train.backend = args.backend
+    setup = build(cfg, train=False)
+    checkpoint.restore(ckpt, setup.net)
+    result = {"checkpoint": str(ckpt.path), "dataset": setup.dataset.name}
     for split in ("val", "test"):
-        if split in t.data:
-            result[f"{split}_loss"], result[f"{split}_accuracy"] = t.evaluate(split)
+        if split in setup.data:
+            result[f"{split}_loss"], result[f"{split}_accuracy"] = loop.evaluate(setup.net, setup.data[split])
     if args.json:
         print(json.dumps(result))
     else:
@@ -247,8 +242,10 @@ def main(argv=None):
     except Exception as exc:
         if args.debug:
             raise
-        if type(exc).__name__ == "OutOfMemoryError":  # cupy's; fastbp never imports it here
-            print(f"fastbp: error: GPU out of memory: {exc} (try a smaller train.batch_size)", file=sys.stderr)
+        from .backend import is_out_of_memory
+
+        if is_out_of_memory(exc):
+            print(f"fastbp: error: out of memory: {exc} (try a smaller train.batch_size)", file=sys.stderr)
             return 1
         print(f"fastbp: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
         return 1

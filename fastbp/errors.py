@@ -35,3 +35,17 @@ class FetchError(FastBPError):
 
 class TrainingDiverged(FastBPError):
     """The loss or a gradient became non-finite."""
+
+
+class WriteError(FastBPError):
+    """Could not write an output file (disk full, read-only directory...)."""
+
+
+class OutOfMemory(FastBPError):
+    """The device ran out of memory (the message names the batch size and network)."""
+
+
+class Interrupted(FastBPError):
+    """Training was stopped by a signal after saving a checkpoint: exit code 130."""
+
+    exit_code = 130

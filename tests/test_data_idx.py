@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from fastbp.errors import WriteError
 from data_helpers import raises_one_line, synthetic_arrays, write_idx_folder
 
 from fastbp.data import dataset_dir_in, find_dataset_dir, load_dataset, read_idx, search_roots, write_idx
@@ -55,7 +57,7 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(WriteError, match="cannot write .*a.gz: disk full"):
         write_idx(tmp_path / "a.gz", np.zeros(3, np.uint8))
     assert os.listdir(tmp_path) == []
 

@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import DataError, FetchError
-from .idx import GZIP_MAGIC, atomic_write, decompress, read_bytes
+from ..errors import DataError, FetchError, WriteError
+from ..files import atomic_write
+from .idx import GZIP_MAGIC, decompress, read_bytes
 from .locate import cache_dir, find_idx_file
 
 MIRRORS = {
@@ -121,7 +122,7 @@ def _fetch_file(target: Path, digest: str, urls: list[str], timeout: float, log)
             target = target.with_suffix("")  # the mirror served it uncompressed: name it so
         try:
             atomic_write(target, data)
-        except OSError as exc:
-            raise FetchError(f"data file {target}: cannot write it: {exc.strerror or exc}") from None
+        except WriteError as exc:
+            raise FetchError(f"data file {target}: {exc}") from None
         return target
     raise FetchError(f"data file {target}: download failed from every mirror: {'; '.join(failures) or 'no mirrors given'}")

@@ -6,18 +6,16 @@ dimensions), one big-endian uint32 size per dimension, then the data in C order,
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from ..files import atomic_write
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -55,23 +53,6 @@ def decompress(data: bytes, path) -> bytes:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise data_error(path, f"corrupt gzip data: {exc}") from None
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write a file so that it is either complete or absent: temp file, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def parse_idx(data: bytes, path) -> np.ndarray:

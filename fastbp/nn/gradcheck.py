@@ -14,7 +14,7 @@ import numpy as np
 
 from .activations import HIDDEN
 from .costs import VALID_PAIRS
-from .network import Network
+from .network import Network, views
 
 # (output activation, cost) pairs: the four a user picks from in practice.
 OUTPUT_COSTS = [
@@ -43,8 +43,8 @@ def numerical_gradient(net, X, Y, h=1e-6):
 def relative_error(net, g_bp, g_fd):
     """Worst per-tensor relative error between two flat gradients."""
     worst = 0.0
-    for view in net._views(np.arange(net.n_params), list(zip(net.sizes[1:], net.sizes[:-1]))):
-        for idx in view:
+    for tensors in views(np.arange(net.n_params), net.sizes):
+        for idx in tensors:
             idx = np.asarray(idx).ravel()
             a, b = g_bp[idx], g_fd[idx]
             scale = max(np.linalg.norm(a), np.linalg.norm(b))

@@ -33,11 +33,32 @@ from . import activations, costs
 from . import init as initialisers
 
 
+def layout(sizes):
+    """Where each layer lives in the flat parameter buffer: all weights, then
+    all biases. Returns ([(w_slice, (n_out, n_in), b_slice) per layer],
+    n_weights, n_params). The one place that knows the layout: the network's
+    views, its gradients, the optimiser moments, checkpoints and exports use it."""
+    shapes = [(int(o), int(i)) for o, i in zip(sizes[1:], sizes[:-1])]
+    n_weights = sum(o * i for o, i in shapes)
+    layers, w_at, b_at = [], 0, n_weights
+    for n_out, n_in in shapes:
+        layers.append((slice(w_at, w_at + n_out * n_in), (n_out, n_in), slice(b_at, b_at + n_out)))
+        w_at, b_at = w_at + n_out * n_in, b_at + n_out
+    return layers, n_weights, b_at
+
+
+def views(flat, sizes):
+    """Per-layer (W^l, b^l) views into a flat buffer laid out as `layout` says."""
+    layers = layout(sizes)[0]
+    return [flat[w].reshape(shape) for w, shape, _ in layers], [flat[b] for _, _, b in layers]
+
+
 class _Buffers:
     """Per-layer work arrays for batches of up to `capacity` rows.
 
     `rows(n)` gives the same arrays cut to their first n rows, made once per
-    n and kept: some 25 fewer view objects per training step (~0.2 µs each)."""
+    n and kept: at small batches the step is bound by Python overhead, and
+    making some 25 view objects per step is a measurable part of it."""
 
     NAMES = ("z", "a", "delta", "work", "mask", "dropped")
 
@@ -103,33 +124,21 @@ class Network:
         self.xp = self.bk.xp
         self.dtype = resolve_dtype(dtype)
 
-        shapes = list(zip(sizes[1:], sizes[:-1]))  # (n_out, n_in) per layer
-        self.n_weights = sum(o * i for o, i in shapes)
-        self.n_params = self.n_weights + sum(o for o, _ in shapes)
+        _, self.n_weights, self.n_params = layout(sizes)
         self.params = self.xp.zeros(self.n_params, self.dtype)
         self.grads = self.xp.zeros(self.n_params, self.dtype)
-        self.weights, self.biases = self._views(self.params, shapes)
-        self.grad_weights, self.grad_biases = self._views(self.grads, shapes)
+        self.weights, self.biases = views(self.params, sizes)
+        self.grad_weights, self.grad_biases = views(self.grads, sizes)
 
         draw = initialisers.get(init)
         rng = np.random.default_rng(seed)
-        for W, b, (n_out, n_in) in zip(self.weights, self.biases, shapes):
-            w0, b0 = draw(rng, n_in, n_out)
+        for W, b in zip(self.weights, self.biases):
+            w0, b0 = draw(rng, W.shape[1], W.shape[0])
             W[...] = self.xp.asarray(w0, dtype=self.dtype)
             b[...] = self.xp.asarray(b0, dtype=self.dtype)
         self._buf = {True: None, False: None}  # training and inference buffers
         self._drop_rng = None
         self._dropped = False  # did the last training forward pass apply dropout?
-
-    def _views(self, flat, shapes):
-        """Per-layer (W, b) views into a flat buffer: all weights, then all biases."""
-        Ws, bs, w_at, b_at = [], [], 0, self.n_weights
-        for n_out, n_in in shapes:
-            Ws.append(flat[w_at : w_at + n_out * n_in].reshape(n_out, n_in))
-            bs.append(flat[b_at : b_at + n_out])
-            w_at += n_out * n_in
-            b_at += n_out
-        return Ws, bs
 
     @property
     def n_layers(self):
@@ -144,9 +153,17 @@ class Network:
             buf = self._buf[train] = _Buffers(self.xp, self.sizes, n, self.dtype, train and self.dropout > 0)
         return buf
 
-    def seed_dropout(self, seed):
-        """Dropout masks come from this seeded device generator (resumable runs)."""
+    def seed_dropout(self, seed, skip=0, rows=0):
+        """Dropout masks come from this seeded device generator. `skip` batches
+        of `rows` rows had their masks drawn already (a resumed epoch): drawing
+        them again puts the generator where it was, exactly and on any backend,
+        with no generator state to save (cupy's exposes none)."""
         self._drop_rng = self.bk.rng(seed)
+        if skip and self.dropout:
+            masks = self.buffers(rows, train=True).rows(rows).mask
+            for _ in range(skip):
+                for mask in masks:
+                    self.bk.random(self._drop_rng, mask)
 
     # ------------------------------------------------------------------
     def forward(self, X, train=False, drop=True):

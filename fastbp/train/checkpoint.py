@@ -1,105 +1,77 @@
 """Checkpoints: one `.npz` per save, written atomically, read without pickle.
 
-Contents: the flat parameter buffer, the optimiser's state arrays, counters,
-and JSON strings (config, network description, history, extra state).
+Contents: the flat parameter buffer, the optimiser's state arrays, and JSON
+strings: the config, the network's description, the training state
+(`loop.TrainState`, field by field) and the input preprocessing (its mean and
+std, when the run standardised, as arrays).
 """
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import json
-import os
-import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError, FastBPError
+from ..errors import CheckpointError, ConfigError
+from ..files import atomic_write
+from ..nn.network import layout
+from . import config as config_mod
+from .build import Preprocess
+from .loop import TrainState
 
-FORMAT = "fastbp-checkpoint-1"
-
-
-class WriteError(FastBPError):
-    """Could not write an output file (disk full, read-only directory...)."""
-
-
-def atomic_write(path, write):
-    """Call write(fileobj) on a temporary file beside `path`, fsync it, then
-    rename it over `path`: a crash at any moment leaves the old file or the
-    new one, never half of one."""
-    path = Path(path)
-    _remove_stale_temps(path)
-    try:  # a read-only or full directory fails here already: name `path`, not the temporary file
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError):
-            raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+FORMAT = "fastbp-checkpoint-2"
+JSON_KEYS = ("config", "network", "state", "preprocess")
 
 
-def _remove_stale_temps(path):
-    """Delete the temporary files of `path` left by writers that were killed (SIGKILL,
-    power loss): their names hold the writer's pid, and that process is gone. Loading
-    never reads them; this only keeps them from piling up."""
-    if os.name != "posix":
-        return
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        try:
-            pid = int(tmp.name[len(path.name) + 2 :].split(".")[0])
-            if pid > 0 and pid != os.getpid():
-                os.kill(pid, 0)  # raises ProcessLookupError when no such process
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except (ValueError, OSError):  # not one of ours, or its writer lives
-            pass
+@dataclass
+class Checkpoint:
+    path: Path
+    config: config_mod.Config
+    network: dict  # Network.config(): sizes, activations, cost, dtype...
+    params: np.ndarray  # the flat buffer, as network.layout lays it out
+    optimizer: dict  # Optimizer.state()
+    state: TrainState
+    preprocess: Preprocess
 
 
-def save(path, *, params, optimizer_state, config, network, history, counters, extra=None):
+def save(path, *, net, opt, cfg, state, preprocess):
+    """Write a checkpoint of the network's weights, the optimiser and the run's state."""
+    pre = dataclasses.asdict(preprocess)
+    mean, std = pre.pop("mean"), pre.pop("std")
     arrays = {
         "format": np.array(FORMAT),
-        "params": np.asarray(params),
-        "config": np.array(json.dumps(config)),
-        "network": np.array(json.dumps(network)),
-        "history": np.array(json.dumps(history)),
-        "counters": np.array(json.dumps(counters)),
-        "extra": np.array(json.dumps(extra or {})),
+        "params": net.get_params(),
+        "config": np.array(json.dumps(cfg.to_dict())),
+        "network": np.array(json.dumps(net.config())),
+        "state": np.array(json.dumps(dataclasses.asdict(state))),
+        "preprocess": np.array(json.dumps(pre)),
     }
-    for key, value in optimizer_state.items():
+    if mean is not None:
+        arrays["pre_mean"], arrays["pre_std"] = mean, std
+    for key, value in (opt.state() if opt is not None else {}).items():
         arrays[f"opt_{key}"] = np.asarray(value)
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path):
-    """Read a checkpoint; CheckpointError for anything that is not one."""
+def find(path, prefer=("last.npz",)):
+    """The checkpoint file `path` names: itself, or in a run directory the first of `prefer`."""
     path = Path(path)
-    if path.is_dir():
-        for name in ("last.npz", "final.npz"):
-            if (path / name).exists():
-                path = path / name
-                break
-        else:
-            raise CheckpointError(f"checkpoint {path}: directory holds no last.npz")
+    if not path.is_dir():
+        return path
+    for name in prefer:
+        if (path / name).exists():
+            return path / name
+    raise CheckpointError(f"checkpoint {path}: directory holds no {' or '.join(prefer)}")
+
+
+def load(path, prefer=("last.npz",)) -> Checkpoint:
+    """Read a checkpoint (a file, or a run directory's first of `prefer`);
+    CheckpointError for anything that is not a whole, consistent one."""
+    path = find(path, prefer)
     if path.is_file() and not zipfile.is_zipfile(path):  # else np.load tries .npy or pickle
         raise CheckpointError(f"checkpoint {path}: not a readable .npz checkpoint (not a whole zip archive)")
     try:
@@ -110,35 +82,47 @@ def load(path):
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path}: not a readable .npz checkpoint ({type(exc).__name__}: {exc})") from None
     if "format" not in data or str(data["format"]) != FORMAT:
-        raise CheckpointError(f"checkpoint {path}: not a fastbp checkpoint (expected format {FORMAT})")
+        found = str(data["format"]) if "format" in data else None
+        older = f" (it is {found}: written by an older fastbp; train it again)" if found and found.startswith("fastbp-") else ""
+        raise CheckpointError(f"checkpoint {path}: not a fastbp checkpoint (expected format {FORMAT}){older}")
     try:
-        out = {k: json.loads(str(data[k])) for k in ("config", "network", "history", "counters", "extra")}
-        out["params"] = data["params"]
-        out["optimizer"] = {k[4:]: data[k] for k in data if k.startswith("opt_")}
-        sizes = [int(n) for n in out["network"]["sizes"]]
-        n_expected = sum(o * i + o for o, i in zip(sizes[1:], sizes[:-1]))
-        missing = {"epoch", "batch", "step", "loss_sum", "correct", "seen"} - set(out["counters"])
-        if missing:
-            raise KeyError(f"counters lack {', '.join(sorted(missing))}")
+        text = {k: json.loads(str(data[k])) for k in JSON_KEYS}
+        network = text["network"]
+        n_params = layout([int(n) for n in network["sizes"]])[2]
+        state = TrainState(**text["state"])
+        pre = Preprocess(**text["preprocess"], mean=data.get("pre_mean"), std=data.get("pre_std"))
+        cfg = config_mod.from_dict(text["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {path}: its config is invalid ({exc})") from None
     except (KeyError, ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path}: damaged ({type(exc).__name__}: {exc})") from None
-    out["path"] = str(path)
-    if out["params"].dtype.kind != "f" or not np.isfinite(out["params"]).all():
-        raise CheckpointError(f"checkpoint {path}: its parameters are not all finite floating-point numbers (dtype {out['params'].dtype})")
-    if out["params"].ndim != 1 or out["params"].size != n_expected:
-        raise CheckpointError(
-            f"checkpoint {path}: holds {out['params'].size} parameters, but its network "
-            f"{out['network']['sizes']} needs {n_expected}"
-        )
-    return out
+    params = data["params"]
+    if params.dtype.kind != "f" or not np.isfinite(params).all():
+        raise CheckpointError(f"checkpoint {path}: its parameters are not all finite floating-point numbers (dtype {params.dtype})")
+    if params.ndim != 1 or params.size != n_params:
+        raise CheckpointError(f"checkpoint {path}: holds {params.size} parameters, but its network {network['sizes']} needs {n_params}")
+    ckpt = Checkpoint(path, cfg, network, params, {k[4:]: data[k] for k in data if k.startswith("opt_")}, state, pre)
+    check_compatible(ckpt, cfg)  # a file whose two descriptions disagree was tampered with
+    return ckpt
 
 
-def check_compatible(ckpt, network_config):
-    """Refuse a checkpoint whose architecture disagrees with the config."""
-    saved = ckpt["network"]
+def check_compatible(ckpt, cfg):
+    """Refuse a checkpoint whose architecture disagrees with a config."""
     for key in ("sizes", "hidden", "output", "cost"):
-        if saved.get(key) != network_config.get(key):
+        want = getattr(cfg.model, key)
+        if ckpt.network.get(key) != want:
             raise CheckpointError(
-                f"checkpoint {ckpt['path']}: model.{key} is {saved.get(key)!r} there "
-                f"but {network_config.get(key)!r} in the config"
+                f"checkpoint {ckpt.path}: model.{key} is {ckpt.network.get(key)!r} there but {want!r} in the config"
             )
+
+
+def restore(ckpt, net, opt=None):
+    """Put a checkpoint's weights (and optimiser state) into a network built
+    for its config; returns its TrainState."""
+    net.set_params(ckpt.params)
+    if opt is not None:
+        try:
+            opt.load_state(ckpt.optimizer)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt.path}: optimiser state does not fit ({exc})") from None
+    return dataclasses.replace(ckpt.state, history=list(ckpt.state.history))

@@ -1,13 +1,18 @@
-"""Training configuration: TOML files, `--set key=value` overrides, and one
-validation pass at the boundary. Anything wrong raises ConfigError naming the
-key (with the closest valid key for a typo)."""
+"""Training configuration: one dataclass per TOML section, read from TOML files
+and `--set key=value` overrides, validated once at the boundary.
 
-from __future__ import annotations
+Each key is declared once, below, with its default and what a valid value is;
+the named choices (activations, costs, initialisers, optimisers, schedules)
+and the optimiser and schedule parameters come from the registries of the
+`fastbp.nn` modules that implement them. Anything wrong raises ConfigError
+naming the key (with the closest valid key for a typo).
+"""
 
-import copy
+import dataclasses
 import difflib
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 try:
@@ -16,14 +21,16 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from ..errors import ConfigError
+from ..nn import activations, costs, init, optim, schedules
 
-# The known choices, validated here once so that the engine can trust them.
-HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu")
-OUTPUT = ("sigmoid", "softmax", "identity", "tanh", "relu")
-COSTS = ("quadratic", "cross_entropy", "log_likelihood")
-INITS = ("normal", "normal_scaled", "glorot", "he")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
-SCHEDULES = ("constant", "step", "cosine", "one_cycle")
+
+def key(default, want=None, ok=None, choices=None):
+    """A config key: its default, a check (or a tuple of choices) and, for
+    messages, what a valid value is."""
+    meta = {"want": want, "ok": ok, "choices": choices}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 def _pos(v):
@@ -38,75 +45,108 @@ def _unit(v):  # [0, 1)
     return 0 <= v < 1
 
 
-# section -> key -> (default, type, check or tuple of choices, description of a valid value)
-SCHEMA = {
-    "data": {
-        "name": ("digits", str, None, "digits, mnist, fashion-mnist or a path"),
-        "data_dir": ("", str, None, "a directory"),
-        # auto: the last 10,000 training images as network2.py does, or the
-        # last 10% when the training set has fewer than 20,000.
-        "validation": ("auto", (int, float, str), lambda v: v == "auto" or not isinstance(v, str) and v >= 0, "auto, a count >= 0 or a fraction in (0, 1)"),
-        "standardize": (False, bool, None, "true or false"),
-        "train_limit": (0, int, _nonneg, "a count >= 0 (0 = all)"),
-        # augmentation: each training image moved by up to this many pixels in x and y
-        "shift": (0, int, _nonneg, "a pixel count >= 0 (0 = off)"),
-    },
-    "model": {
-        "sizes": ([64, 100, 10], list, lambda v: len(v) >= 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v), "a list of at least two positive integers"),
-        "hidden": ("relu", str, HIDDEN, None),
-        "output": ("softmax", str, OUTPUT, None),
-        "cost": ("log_likelihood", str, COSTS, None),
-        "init": ("he", str, INITS, None),
-        "dropout": (0.0, float, _unit, "in [0, 1)"),
-        "leaky_slope": (0.01, float, lambda v: 0 < v < 1, "in (0, 1)"),
-    },
-    "optimizer": {
-        "name": ("momentum", str, OPTIMIZERS, None),
-        "lr": (0.1, float, _pos, "> 0"),
-        "momentum": (0.9, float, _unit, "in [0, 1)"),
-        "beta1": (0.9, float, _unit, "in [0, 1)"),
-        "beta2": (0.999, float, _unit, "in [0, 1)"),
-        "eps": (1e-8, float, _pos, "> 0"),
-        "weight_decay": (0.0, float, _nonneg, ">= 0"),
-        "l2": (0.0, float, _nonneg, ">= 0 (Nielsen's λ, divided by the training-set size)"),
-        "clip_norm": (0.0, float, _nonneg, ">= 0 (0 = off)"),
-    },
-    "schedule": {
-        "name": ("constant", str, SCHEDULES, None),
-        "step_epochs": (10, int, _pos, ">= 1"),
-        "gamma": (0.1, float, lambda v: 0 < v <= 1, "in (0, 1]"),
-        "min_lr": (0.0, float, _nonneg, ">= 0"),
-        "warmup": (0.0, float, _unit, "a fraction in [0, 1)"),
-        "pct_start": (0.25, float, lambda v: 0 < v < 1, "in (0, 1)"),
-        "div": (25.0, float, _pos, "> 0"),
-        "final_div": (1e4, float, _pos, "> 0"),
-    },
-    "train": {
-        "epochs": (10, int, _pos, ">= 1"),
-        "batch_size": (32, int, _pos, ">= 1"),
-        "seed": (0, int, _nonneg, ">= 0"),
-        "backend": ("auto", str, ("numpy", "cupy", "auto"), None),
-        "dtype": ("float32", str, ("float32", "float64"), None),
-        "threads": (0, int, _nonneg, ">= 0 (BLAS threads; 0 = the library's default)"),
-        "drop_last": (False, bool, None, "true or false"),
-        "shuffle": (True, bool, None, "true or false"),
-        "early_stopping": (False, bool, None, "true or false"),
-        "monitor": ("val_loss", str, ("val_loss", "val_accuracy"), None),
-        "patience": (5, int, _pos, ">= 1"),
-        "min_delta": (0.0, float, _nonneg, ">= 0"),
-    },
-    "output": {
-        "dir": ("runs", str, None, "a directory"),
-        "name": ("", str, None, "a run name"),
-        "checkpoint_every": (1, int, _nonneg, ">= 0 (0 = only at the end)"),
-        "history": ("jsonl", str, ("jsonl", "csv"), None),
-        "plots": (True, bool, None, "true or false"),
-        "grad_norms": (True, bool, None, "true or false"),
-    },
+def _sizes(v):
+    return len(v) >= 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v)
+
+
+@dataclass
+class Data:
+    name: str = key("digits", "digits, mnist, fashion-mnist or a path")
+    data_dir: str = key("", "a directory")
+    # auto: the last 10,000 training images as network2.py does, or the last
+    # 10% when the training set has fewer than 20,000.
+    validation: "int | float | str" = key(
+        "auto", "auto, a count >= 0 or a fraction in (0, 1)", lambda v: v == "auto" or not isinstance(v, str) and v >= 0
+    )
+    standardize: bool = key(False)
+    train_limit: int = key(0, "a count >= 0 (0 = all)", _nonneg)
+    # augmentation: each training image moved by up to this many pixels in x and y
+    shift: int = key(0, "a pixel count >= 0 (0 = off)", _nonneg)
+
+
+@dataclass
+class Model:
+    sizes: list = key([64, 100, 10], "a list of at least two positive integers", _sizes)
+    hidden: str = key("relu", choices=tuple(activations.HIDDEN))
+    output: str = key("softmax", choices=tuple(activations.OUTPUT))
+    cost: str = key("log_likelihood", choices=tuple(costs.COSTS))
+    init: str = key("he", choices=tuple(init.INITIALISERS))
+    dropout: float = key(0.0, "in [0, 1)", _unit)
+    leaky_slope: float = key(0.01, "in (0, 1)", lambda v: 0 < v < 1)
+
+
+def _registry_section(name, choices, default, params, extra=()):
+    """A section whose keys are a registry's name, some keys of the trainer's
+    own, and every parameter of its table (defaults and checks from there)."""
+    fields = [("name", str, key(default, choices=tuple(choices))), *extra]
+    fields += [(k, type(p.default), key(p.default, p.want, p.ok)) for k, p in params.items()]
+    return dataclasses.make_dataclass(name, fields)
+
+
+Optimizer = _registry_section("Optimizer", optim.OPTIMIZERS, "momentum", optim.PARAMS, extra=[
+    ("lr", float, key(0.1, "> 0", _pos)),
+    ("l2", float, key(0.0, ">= 0 (Nielsen's λ, divided by the training-set size)", _nonneg)),
+    ("clip_norm", float, key(0.0, ">= 0 (0 = off)", _nonneg)),
+])
+Schedule = _registry_section("Schedule", schedules.SCHEDULES, "constant", schedules.PARAMS)
+
+
+@dataclass
+class Train:
+    epochs: int = key(10, ">= 1", _pos)
+    batch_size: int = key(32, ">= 1", _pos)
+    seed: int = key(0, ">= 0", _nonneg)
+    backend: str = key("auto", choices=("numpy", "cupy", "auto"))
+    dtype: str = key("float32", choices=("float32", "float64"))
+    threads: int = key(0, ">= 0 (BLAS threads; 0 = the library's default)", _nonneg)
+    drop_last: bool = key(False)
+    shuffle: bool = key(True)
+    early_stopping: bool = key(False)
+    monitor: str = key("val_loss", choices=("val_loss", "val_accuracy"))
+    patience: int = key(5, ">= 1", _pos)
+    min_delta: float = key(0.0, ">= 0", _nonneg)
+
+
+@dataclass
+class Output:
+    dir: str = key("runs", "a directory")
+    name: str = key("", "a run name")
+    checkpoint_every: int = key(1, ">= 0 (0 = only at the end)", _nonneg)
+    history: str = key("jsonl", choices=("jsonl", "csv"))
+    plots: bool = key(True)
+    grad_norms: bool = key(True)
+
+
+@dataclass
+class Config:
+    data: Data = field(default_factory=Data)
+    model: Model = field(default_factory=Model)
+    optimizer: Optimizer = field(default_factory=Optimizer)
+    schedule: Schedule = field(default_factory=Schedule)
+    train: Train = field(default_factory=Train)
+    output: Output = field(default_factory=Output)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def optimizer_params(self):
+        """The parameters the chosen optimiser takes, as this config sets them."""
+        o = self.optimizer
+        return {k: getattr(o, k) for k in optim.OPTIMIZERS[o.name].takes}
+
+    def schedule_params(self):
+        s = self.schedule
+        return {k: getattr(s, k) for k in schedules.TAKES[s.name]}
+
+
+SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+TYPES = {  # the Python types a TOML value may have, per annotation
+    "str": (str,), "int": (int,), "float": (float,), "bool": (bool,), "list": (list,), "int | float | str": (int, float, str),
 }
 
-# Output activation / cost pairs the engine accepts (see fastbp.nn.costs).
-PAIRS = {"quadratic": ("sigmoid", "identity", "tanh", "relu"), "cross_entropy": ("sigmoid",), "log_likelihood": ("softmax",)}
+
+def _keys(section):
+    return {f.name: f for f in dataclasses.fields(SECTIONS[section])}
 
 
 # What `fastbp train` runs with no config: the same as configs/digits.toml
@@ -121,7 +161,7 @@ DIGITS = {
 
 
 def defaults():
-    return {sec: {k: copy.deepcopy(spec[0]) for k, spec in keys.items()} for sec, keys in SCHEMA.items()}
+    return Config()
 
 
 def _closest(word, choices):
@@ -129,35 +169,34 @@ def _closest(word, choices):
     return f" (did you mean '{match[0]}'?)" if match else ""
 
 
-def _home(key):
+def _home(name):
     """" (did you mean 'train.epochs'?)" for a key written without its section, else ""."""
-    homes = [f"'{section}.{key}'" for section in SCHEMA if key in SCHEMA[section]]
+    homes = [f"'{section}.{name}'" for section in SECTIONS if name in _keys(section)]
     return f" (did you mean {' or '.join(homes)}?)" if homes else ""
 
 
-def _check_key(section, key):
-    if section not in SCHEMA:
-        raise ConfigError(f"unknown config section '{section}'{_closest(section, SCHEMA)}; sections: {', '.join(SCHEMA)}")
-    if key not in SCHEMA[section]:  # a typo within the section, else the key's own section ('train.lr')
-        raise ConfigError(f"unknown config key '{section}.{key}'{_closest(key, SCHEMA[section]) or _home(key)}")
+def _check_key(section, name):
+    if section not in SECTIONS:
+        raise ConfigError(f"unknown config section '{section}'{_closest(section, SECTIONS)}; sections: {', '.join(SECTIONS)}")
+    if name not in _keys(section):  # a typo within the section, else the key's own section ('train.lr')
+        raise ConfigError(f"unknown config key '{section}.{name}'{_closest(name, _keys(section)) or _home(name)}")
 
 
-def _check_value(section, key, value):
-    default, typ, check, want = SCHEMA[section][key]
-    name = f"{section}.{key}"
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+def _check_value(section, name, value):
+    f = _keys(section)[name]
+    full, want, ok, choices = f"{section}.{name}", f.metadata["want"], f.metadata["ok"], f.metadata["choices"]
+    types = TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
+    if float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    types = typ if isinstance(typ, tuple) else (typ,)
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
         tname = " or ".join(t.__name__ for t in types)
-        raise ConfigError(f"config key '{name}' must be {tname}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"config key '{full}' must be {tname}, got {type(value).__name__} {value!r}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"config key '{name}' must be finite, got {value!r}")
-    if isinstance(check, tuple):
-        if value not in check:
-            raise ConfigError(f"config key '{name}' must be one of {', '.join(check)}, got {value!r}{_closest(str(value), check)}")
-    elif check is not None and not check(value):
-        raise ConfigError(f"config key '{name}' must be {want}, got {value!r}")
+        raise ConfigError(f"config key '{full}' must be finite, got {value!r}")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"config key '{full}' must be one of {', '.join(choices)}, got {value!r}{_closest(str(value), choices)}")
+    if ok is not None and not ok(value):
+        raise ConfigError(f"config key '{full}' must be {want}, got {value!r}")
     return value
 
 
@@ -167,12 +206,12 @@ def merge(cfg, overrides):
         raise ConfigError("config must be a table of sections")
     for section, table in overrides.items():
         if not isinstance(table, dict):
-            raise ConfigError(f"config section '{section}' must be a table, got {type(table).__name__}{_home(section) or _closest(section, SCHEMA)}")
-        if section not in SCHEMA:  # even when empty: [trian] is a typo
+            raise ConfigError(f"config section '{section}' must be a table, got {type(table).__name__}{_home(section) or _closest(section, SECTIONS)}")
+        if section not in SECTIONS:  # even when empty: [trian] is a typo
             _check_key(section, None)
-        for key, value in table.items():
-            _check_key(section, key)
-            cfg[section][key] = _check_value(section, key, value)
+        for name, value in table.items():
+            _check_key(section, name)
+            setattr(getattr(cfg, section), name, _check_value(section, name, value))
     return cfg
 
 
@@ -183,24 +222,25 @@ def parse_override(text):
     path, raw = (s.strip() for s in text.split("=", 1))
     if path.count(".") != 1:
         raise ConfigError(f"--set {text!r}: the key must be SECTION.KEY{_home(path) or ', e.g. train.epochs'}")
-    section, key = path.split(".")
-    _check_key(section, key)
+    section, name = path.split(".")
+    _check_key(section, name)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word is a string: --set model.hidden=tanh
-    return {section: {key: value}}
+    return {section: {name: value}}
 
 
 def validate(cfg):
     """Checks across keys, after every value is individually valid."""
-    m = cfg["model"]
-    if m["output"] not in PAIRS[m["cost"]]:
+    m = cfg.model
+    pairs = costs.VALID_PAIRS[m.cost]
+    if m.output not in pairs:
         raise ConfigError(
-            f"config key 'model.cost' = {m['cost']!r} does not pair with model.output = {m['output']!r}; "
-            f"use output {' or '.join(PAIRS[m['cost']])}"
+            f"config key 'model.cost' = {m.cost!r} does not pair with model.output = {m.output!r}; "
+            f"use output {' or '.join(pairs)}"
         )
-    v = cfg["data"]["validation"]
+    v = cfg.data.validation
     if isinstance(v, float) and not 0 < v < 1:
         raise ConfigError(f"config key 'data.validation' must be a count >= 0 or a fraction in (0, 1), got {v!r}")
     return cfg
@@ -233,17 +273,20 @@ def load(path=None, overrides=()):
     return validate(cfg)
 
 
-def from_json(text):
-    """A config saved in a checkpoint or summary, re-validated."""
-    return validate(merge(defaults(), json.loads(text)))
+def from_dict(data, overrides=()):
+    """A config saved as a dict (in a checkpoint or summary), re-validated,
+    then --set overrides on top."""
+    cfg = merge(defaults(), data)
+    for text in overrides:
+        merge(cfg, parse_override(text))
+    return validate(cfg)
 
 
 def to_toml(cfg):
     """The config as TOML (written into each run directory)."""
     lines = []
-    for section, table in cfg.items():
+    for section, table in cfg.to_dict().items():
         lines.append(f"[{section}]")
-        for key, value in table.items():
-            lines.append(f"{key} = {json.dumps(value)}")
+        lines.extend(f"{name} = {json.dumps(value)}" for name, value in table.items())
         lines.append("")
     return "\n".join(lines)

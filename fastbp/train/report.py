@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 
-from .checkpoint import atomic_write
+from ..files import atomic_write
 
 
 def epoch_line(row, epochs):
@@ -32,7 +32,7 @@ def write_history(run_dir, history, fmt):
         text, name = buf.getvalue(), "history.csv"
     else:
         text, name = "".join(json.dumps(row) + "\n" for row in history), "history.jsonl"
-    atomic_write(run_dir / name, lambda f: f.write(text.encode()))
+    atomic_write(run_dir / name, text.encode())
 
 
 def class_metrics(y_true, y_pred, n_classes):

@@ -1,4 +1,4 @@
-"""Shared by tests/test_reliability_*.py: run the CLI (in a subprocess or in this
+"""Shared by the tests of the command line: run the CLI (in a subprocess or in this
 process) and check that a failure is one line on stderr with the right exit code."""
 
 import subprocess

@@ -1,5 +1,6 @@
-"""Reliability of checkpoints: damaged, foreign, mismatched and pickled files are
-refused; saves are atomic under SIGKILL; a full or read-only disk is one line."""
+"""Checkpoints and the run's files: a save round-trips; damaged, foreign,
+mismatched and pickled files are refused with one line; saves are atomic under
+SIGKILL; a full or read-only disk is one line and keeps the last good checkpoint."""
 
 import errno
 import json
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reliability_helpers import FAST, TINY, cli, expect_error  # noqa: F401 (cli is a fixture)
+from cli_helpers import FAST, TINY, cli, expect_error  # noqa: F401 (cli is a fixture)
 
+from fastbp import files
+from fastbp.errors import CheckpointError
 from fastbp.train import checkpoint, config, trainer
 
 
@@ -25,7 +28,7 @@ def run_dir(tmp_path_factory):
     cfg = config.load(None, ["train.epochs=1", f'output.dir="{out}"', *FAST])
     t = trainer.Trainer(cfg, quiet=True)
     t.run()
-    return t.run_dir
+    return t.run_dir.path
 
 
 def _crafted(tmp_path, run_dir, **changes):
@@ -122,38 +125,48 @@ def test_pickled_arrays_are_refused_without_unpickling(cli, tmp_path, run_dir, w
         np.savez(path, X_train=evil, y_train=np.arange(1), X_test=evil, y_test=np.arange(1))
         args = ("train", "--out", tmp_path, *TINY, "--set", f'data.name="{path}"')
     else:
-        path = _crafted(tmp_path, run_dir, extra=evil)
+        path = _crafted(tmp_path, run_dir, opt_v=evil)
         args = ("eval", path) if where == "eval" else ("train", "--resume", path.parent, *TINY)
     with np.load(path, allow_pickle=True) as z:  # the payload is live: a careless load runs it
-        z["X_train" if where == "data" else "extra"]
+        z["X_train" if where == "data" else "opt_v"]
     assert marker.exists()
     marker.unlink()
     expect_error(cli(*args), 2, str(path), "allow_pickle=False")
     assert not marker.exists()
 
 
-# -- atomic writes under SIGKILL -----------------------------------------------------------------------
 SIZES = [1000, 1000, 10]  # 1,011,010 parameters: 4 MB of float32 per save
+
+
 SAVER = """
 import sys
 import numpy as np
-from fastbp.train import checkpoint
+from fastbp.nn.network import Network
+from fastbp.train import checkpoint, config
+from fastbp.train.build import Preprocess
+from fastbp.train.loop import TrainState
 
 path, k, sizes = sys.argv[1], int(sys.argv[2]), {sizes}
-n = sum(o * i + o for o, i in zip(sizes[1:], sizes[:-1]))
+cfg = config.merge(config.defaults(), {{"model": {{"sizes": sizes}}}})
+net = Network(sizes, cfg.model.hidden, cfg.model.output, cfg.model.cost)
+
+class Opt:
+    def state(self):
+        return {{"v": np.full(1000, k)}}
+
 print("ready", flush=True)
 while True:  # save k = k0+1, k0+2, ... until killed; every array of save k holds k
     k += 1
-    checkpoint.save(path, params=np.full(n, k, np.float32), optimizer_state={{"v": np.full(1000, k)}}, config={{}},
-                    network={{"sizes": sizes}}, history=[k], counters=dict.fromkeys(("epoch", "batch", "step", "loss_sum", "correct", "seen"), k))
+    net.params[...] = k
+    checkpoint.save(path, net=net, opt=Opt(), cfg=cfg, state=TrainState(step=k, history=[k]), preprocess=Preprocess("uint8", 1.0))
 """.format(sizes=SIZES)
 
 
 def _saved_k(path):
     """The k of the complete save at `path`, checking that every array holds that same k."""
     ckpt = checkpoint.load(path)
-    k = ckpt["counters"]["step"]
-    assert ckpt["history"] == [k] and (ckpt["params"] == k).all() and (ckpt["optimizer"]["v"] == k).all()
+    k = ckpt.state.step
+    assert ckpt.state.history == [k] and (ckpt.params == k).all() and (ckpt.optimizer["v"] == k).all()
     return k
 
 
@@ -187,7 +200,6 @@ def test_sigkill_during_saves_leaves_old_or_new_never_half(tmp_path):
     assert stray_seen >= 1  # most kills land in the middle of a write: the test saw the case it is about
 
 
-# -- a full or read-only disk ----------------------------------------------------------------------------
 @pytest.mark.parametrize("code,target", [(errno.ENOSPC, "last.npz"), (errno.EROFS, "history.jsonl")])
 def test_write_failure_is_one_line_and_keeps_the_last_checkpoint(cli, tmp_path, monkeypatch, code, target):
     """The first write of `target` works, the second fails with `code` (an OSError
@@ -201,12 +213,12 @@ def test_write_failure_is_one_line_and_keeps_the_last_checkpoint(cli, tmp_path, 
                 raise OSError(code, os.strerror(code))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    monkeypatch.setattr(files.os, "replace", replace)
     result = cli("train", "--out", tmp_path, *TINY, "--set", "train.epochs=3", "--set", 'output.name="r"')
     run = tmp_path / "r"
     expect_error(result, 1, f"cannot write {run / target}: {os.strerror(code)}")
     monkeypatch.undo()
-    assert checkpoint.load(run / "last.npz")["counters"]["epoch"] == 1
+    assert checkpoint.load(run / "last.npz").state.epoch == 1
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -251,7 +263,7 @@ def test_disk_full_part_way_through_a_write_keeps_the_last_checkpoint(cli, tmp_p
 
     if not os.path.exists("/proc/self/fd"):
         pytest.skip("needs /proc/self/fd")
-    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
+    monkeypatch.setattr(files.os, "fdopen", fdopen)
     fmt = target.split(".")[1] if target.startswith("history") else "jsonl"
     result = cli("train", "--out", tmp_path, *TINY, "--set", "train.epochs=3", "--set", 'output.name="r"',
                  "--set", f'output.history="{fmt}"')
@@ -259,7 +271,7 @@ def test_disk_full_part_way_through_a_write_keeps_the_last_checkpoint(cli, tmp_p
     expect_error(result, 1, f"fastbp: error: cannot write {run / target}: {os.strerror(errno.ENOSPC)}")
     monkeypatch.undo()
     assert len(seen) == 2
-    assert checkpoint.load(run / "last.npz")["counters"]["epoch"] == 1
+    assert checkpoint.load(run / "last.npz").state.epoch == 1
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
     if target.startswith("history"):  # the first epoch's history, whole
         assert len((run / target).read_text().splitlines()) == (2 if fmt == "csv" else 1)
@@ -269,7 +281,7 @@ def test_disk_full_part_way_through_a_write_keeps_the_last_checkpoint(cli, tmp_p
 def test_read_only_file_system_names_the_file_not_the_temporary_one(cli, tmp_path, monkeypatch, target):
     """On a read-only (or full) file system, creating the temporary file fails first: the
     line names `target`, exit 1, and the first epoch's checkpoint stays."""
-    real_mkstemp, calls = checkpoint.tempfile.mkstemp, []
+    real_mkstemp, calls = files.tempfile.mkstemp, []
 
     def mkstemp(*args, prefix="", suffix="", dir=None, **kwargs):
         if prefix.startswith(f".{target}."):
@@ -278,13 +290,13 @@ def test_read_only_file_system_names_the_file_not_the_temporary_one(cli, tmp_pat
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}x{suffix}"))
         return real_mkstemp(*args, prefix=prefix, suffix=suffix, dir=dir, **kwargs)
 
-    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
     result = cli("train", "--out", tmp_path, *TINY, "--set", "train.epochs=3", "--set", 'output.name="r"')
     run = tmp_path / "r"
     line = expect_error(result, 1, f"fastbp: error: cannot write {run / target}: {os.strerror(errno.EROFS)}")
     assert ".tmp" not in line
     monkeypatch.undo()
-    assert checkpoint.load(run / "last.npz")["counters"]["epoch"] == 1
+    assert checkpoint.load(run / "last.npz").state.epoch == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only directories")
@@ -311,4 +323,25 @@ def test_disk_full_while_plotting_is_one_line_not_an_internal_error(cli, tmp_pat
     monkeypatch.setattr(figure.Figure, "savefig", savefig)
     result = cli("train", "--out", tmp_path, *TINY, "--set", "output.plots=true", "--set", 'output.name="r"')
     expect_error(result, 1, f"fastbp: error: {tmp_path / 'r' / 'learning_curves.png'}: {os.strerror(errno.ENOSPC)}")
-    assert checkpoint.load(tmp_path / "r")["counters"]["epoch"] == 1
+    assert checkpoint.load(tmp_path / "r").state.epoch == 1
+
+
+def test_a_checkpoint_round_trips_config_state_preprocess_and_optimizer(tmp_path):
+    cfg = config.load(None, ["train.epochs=2", f'output.dir="{tmp_path}"', "data.standardize=true", *FAST])
+    t = trainer.Trainer(cfg, quiet=True)
+    t.run()
+    ckpt = checkpoint.load(t.run_dir.path)
+    assert ckpt.config == cfg and ckpt.state == t.state
+    assert np.array_equal(ckpt.params, t.setup.net.get_params())
+    assert np.array_equal(ckpt.optimizer["v"], t.setup.opt.v)
+    pre = t.setup.preprocess
+    assert ckpt.preprocess.input_dtype == "uint8" and ckpt.preprocess.scale == pre.scale
+    assert np.array_equal(ckpt.preprocess.mean, pre.mean) and np.array_equal(ckpt.preprocess.std, pre.std)
+    best = checkpoint.load(t.run_dir.path, prefer=("best.npz",))
+    assert best.path.name == "best.npz"
+
+
+def test_a_checkpoint_of_an_older_format_is_refused_by_name(tmp_path):
+    np.savez(tmp_path / "old.npz", format=np.array("fastbp-checkpoint-1"), params=np.zeros(3))
+    with pytest.raises(CheckpointError, match="written by an older fastbp"):
+        checkpoint.load(tmp_path / "old.npz")

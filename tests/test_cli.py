@@ -1,6 +1,6 @@
-"""Reliability of the command line: bad configs, bad data files, backends, GPU
-out-of-memory and a closed stdout each give one line and a documented exit code.
-(tests/test_train.py::test_bad_inputs_give_one_line_and_exit_2 has more config cases.)"""
+"""The command line: bad data files, backends, out-of-memory, bugs, Ctrl-C and
+a closed stdout each give one line and a documented exit code. (Bad configs:
+test_config.py; checkpoints: test_checkpoint.py; divergence: test_divergence.py.)"""
 
 import gzip
 import subprocess
@@ -8,79 +8,24 @@ import sys
 
 import numpy as np
 import pytest
+from cli_helpers import FAST, TINY, cli, expect_error, fastbp, sets  # noqa: F401 (cli is a fixture)
 from data_helpers import synthetic_arrays, write_idx_folder
-from reliability_helpers import FAST, TINY, cli, expect_error, fastbp, sets  # noqa: F401 (cli is a fixture)
 
 from fastbp import backend
 from fastbp.data.locate import IDX_FILES
 from fastbp.nn.network import Network
-from fastbp.train import trainer
+from fastbp.train import build
 
 IMAGES, LABELS = IDX_FILES[:2]
-
-
-# -- 1. config and command line ------------------------------------------------------------------
-BAD_VALUES = [
-    (["--set", "optimizer.lr=0"], ["optimizer.lr", "> 0"]),
-    (["--set", "optimizer.lr=-0.5"], ["optimizer.lr", "> 0"]),
-    (["--set", "optimizer.lr=nan"], ["optimizer.lr", "finite"]),
-    (["--set", 'optimizer.lr="fast"'], ["optimizer.lr", "must be float"]),
-    (["--set", "train.batch_size=-3"], ["train.batch_size", ">= 1"]),
-    (["--set", "train.batch_size=0"], ["train.batch_size", ">= 1"]),
-    (["--set", "train.batch_size=2000"], ["train.batch_size", "= 2000 is larger than the training set (1293 rows)"]),
-    (["--set", "train.batch_size=1.5"], ["train.batch_size", "must be int"]),
-    (["--set", "train.epochs=true"], ["train.epochs", "must be int"]),
-    (["--set", "model.sizes=[]"], ["model.sizes", "at least two"]),
-    (["--set", "model.sizes=[64]"], ["model.sizes", "at least two"]),
-    (["--set", "model.sizes=[64,0,10]"], ["model.sizes", "positive"]),
-    (["--set", "model.output=softmaxx"], ["model.output", "did you mean 'softmax'"]),
-    (["--set", "model.hidden=softplus"], ["model.hidden", "one of sigmoid, tanh, relu, leaky_relu", "'softplus'"]),
-    (["--set", "train.backend=cuda"], ["train.backend", "did you mean 'cupy'"]),
-    (["--backend", "tpu"], ["--backend", "invalid choice: 'tpu'"]),
-    (["--set", "trian.epochs=2"], ["'trian'", "did you mean 'train'"]),
-    (["--set", "train.epoch=2"], ["train.epoch", "did you mean 'epochs'"]),
-    (["--set", "train.lr=0.1"], ["unknown config key 'train.lr'", "did you mean 'optimizer.lr'"]),  # another section's key
-    (["--set", "lr=0.1"], ["'lr=0.1'", "did you mean 'optimizer.lr'"]),
-    (["--set", "data.validation=1.5"], ["data.validation", "fraction"]),
-    (["--set", "data.validation=5000"], ["data.validation", "leaves no training data"]),
-]
-
-
-@pytest.mark.parametrize("args,needles", BAD_VALUES, ids=[" ".join(args) for args, _ in BAD_VALUES])
-def test_bad_config_values_give_one_line_and_exit_2(cli, tmp_path, args, needles):
-    expect_error(cli("train", "--out", tmp_path, *TINY, *args), 2, *needles)
-
-
-@pytest.mark.parametrize(
-    "text,needles",
-    [
-        ("[trian]\n", ["unknown config section 'trian'", "did you mean 'train'"]),  # even an empty one
-        ("[train]\nepoch = 3\n", ["unknown config key 'train.epoch'", "did you mean 'epochs'"]),
-        ("[train]\nlr = 0.1\n", ["unknown config key 'train.lr'", "did you mean 'optimizer.lr'"]),
-        ("epochs = 3\n", ["'epochs' must be a table", "did you mean 'train.epochs'"]),
-        ("[model]\nhidden = 3\n", ["model.hidden", "must be str"]),
-        ("[model]\nsizes = []\n", ["model.sizes", "at least two"]),
-        ("[optimizer]\nlr = -1\n", ["optimizer.lr", "> 0"]),
-        ("[train]\nbackend = 'tpu'\n", ["train.backend", "one of numpy, cupy, auto"]),
-    ],
-)
-def test_bad_config_files_give_one_line_and_exit_2(cli, tmp_path, text, needles):
-    (tmp_path / "c.toml").write_text(text)
-    expect_error(cli("train", tmp_path / "c.toml", "--out", tmp_path, *TINY), 2, f"fastbp: error: config file {tmp_path / 'c.toml'}: ", *needles)
-
-
-def test_debug_shows_the_traceback():
-    rc, _, err = fastbp("--debug", "train", "--set", "optimizer.lr=0")
-    assert rc != 0 and "Traceback" in err and "ConfigError" in err and "optimizer.lr" in err
 
 
 def test_unexpected_exception_is_one_line_exit_1_and_debug_raises_it(cli, tmp_path, monkeypatch):
     """A bug (an exception fastbp does not expect): one 'internal error' line, exit 1;
     with --debug the exception itself propagates (its traceback)."""
-    def setup(self):
+    def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(trainer.Trainer, "setup", setup)
+    monkeypatch.setattr(build.Network, "forward", broken)
     expect_error(cli("train", "--out", tmp_path, *TINY), 1, "fastbp: internal error: ZeroDivisionError: a bug", "--debug")
     with pytest.raises(ZeroDivisionError):
         cli("--debug", "train", "--out", tmp_path, *TINY)
@@ -91,12 +36,11 @@ def test_ctrl_c_before_training_starts_exits_130_and_writes_nothing(cli, tmp_pat
     def load(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "load_dataset", load)
+    monkeypatch.setattr(build, "load_dataset", load)
     expect_error(cli("train", "--out", tmp_path / "runs", *TINY), 130, "fastbp: interrupted")
     assert not (tmp_path / "runs").exists()
 
 
-# -- 2. data files through the CLI -------------------------------------------------------------------
 def _idx_folder(tmp_path, arrays=None, suffix=".gz"):
     folder = tmp_path / "data"
     write_idx_folder(folder, arrays or synthetic_arrays(n_train=20), suffix=suffix)
@@ -174,7 +118,6 @@ def test_bad_data_file_in_a_real_process(tmp_path, make):
     expect_error(fastbp("train", "--out", tmp_path, *TINY, "--set", f'data.name="{data}"'), 2, f"fastbp: error: data file {named}", *needles)
 
 
-# -- 7. backends and GPU memory --------------------------------------------------------------------
 def test_cupy_backend_without_a_gpu_exits_2(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(backend, "cupy_status", lambda: (False, "cupy is not importable (ModuleNotFoundError)"))
     monkeypatch.setattr(backend, "_cache", {})
@@ -194,24 +137,23 @@ def test_auto_backend_falls_back_to_numpy(tmp_path, reason, warns):
 
 
 class OutOfMemoryError(MemoryError):
-    """cupy.cuda.memory.OutOfMemoryError, as cupy defines it (fastbp knows it only by name)."""
+    """Like cupy.cuda.memory.OutOfMemoryError; a MemoryError is the numpy backend's own."""
 
     def __init__(self, size, total):
         super().__init__(f"Out of memory allocating {size:,} bytes (allocated so far: {total:,} bytes).")
 
 
 @pytest.mark.parametrize("where", ["backward", "forward"])
-def test_gpu_out_of_memory_names_the_batch_size_and_the_memory(cli, tmp_path, monkeypatch, where):
+def test_out_of_memory_names_the_batch_size_and_the_memory(cli, tmp_path, monkeypatch, where):
     def fail(self, *args, **kwargs):
         raise OutOfMemoryError(1_048_576, 80_000_000_000)
 
     monkeypatch.setattr(Network, where, fail)
-    line = expect_error(cli("train", "--out", tmp_path, *TINY, "--set", "train.batch_size=16"), 1, "out of memory",
+    line = expect_error(cli("train", "--out", tmp_path, *TINY, "--set", "train.batch_size=16"), 1, "out of host memory",
                         "train.batch_size = 16", "allocating 1,048,576 bytes", "smaller batch size")
-    assert line.startswith("fastbp: error: GPU out of memory")
+    assert line.startswith("fastbp: error: out of host memory")
 
 
-# -- 9. stdout closed early ---------------------------------------------------------------------------
 def test_closed_stdout_exits_141_quietly(tmp_path):
     """`fastbp train --json | head -0`: the reader is gone before the first line. Exit as a
     program killed by SIGPIPE would (128 + 13 = 141, what `set -o pipefail` reports for
@@ -224,3 +166,5 @@ def test_closed_stdout_exits_141_quietly(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == ""
+
+

@@ -1,0 +1,173 @@
+"""The epoch loop and the metrics: what a training script needs besides a
+Network and an optimiser.
+
+    batches = Batches(data["train"], batch_size=32, seed=0)
+    for x, y, labels in batches.epoch(epoch):       # shuffled, on the device
+        net.gradient(x, y); opt.step(lr)
+    loss, accuracy = evaluate(net, data["test"])
+
+`train_epoch` is that loop with the bookkeeping a run needs (running loss and
+accuracy, a divergence check, gradient clipping, progress, a clean stop
+between batches), over a `TrainState` that checkpoints save and restore.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import TrainingDiverged
+from .augment import RandomShift
+
+
+@dataclass
+class TrainState:
+    """Where a run is; checkpoints save exactly these fields."""
+
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # batches finished in the current epoch
+    step: int = 0  # optimiser steps taken (the schedule's clock)
+    loss_sum: float = 0.0  # the current epoch's summed training cost so far
+    correct: int = 0
+    seen: int = 0
+    history: list = field(default_factory=list)  # one row per finished epoch
+    best: dict | None = None  # {"score", "epoch", "since"} of the best epoch so far
+
+    def next_epoch(self):
+        self.epoch, self.batch, self.loss_sum, self.correct, self.seen = self.epoch + 1, 0, 0.0, 0, 0
+
+
+class Batches:
+    """The mini-batches of a Split, shuffled each epoch by a generator seeded
+    with (seed, epoch), so that any epoch can be replayed or resumed exactly.
+
+    Batches are gathered row by row from the stored (uint8) data through the
+    epoch's permutation into buffers made once: cheaper than a shuffled copy
+    of the whole set every epoch, and no second copy in memory. The arrays
+    yielded are those buffers: use them before asking for the next batch.
+    shift > 0 moves each image by up to that many pixels (augment.RandomShift).
+    """
+
+    def __init__(self, split, batch_size, *, seed=0, shuffle=True, drop_last=False, shift=0, image_shape=None, dtype=None):
+        xp, B = split.bk.xp, batch_size
+        self.split, self.batch_size, self.seed, self.shuffle = split, B, seed, shuffle
+        n, width = split.n, split.X.shape[1]
+        self.n_batches = n // B if drop_last else -(-n // B)
+        raw = xp.empty((B, width), split.X.dtype)
+        scaled = xp.empty((B, width), dtype or split.scale.dtype)
+        Y, labels = xp.empty((B, split.Y.shape[1]), split.Y.dtype), xp.empty(B, split.labels.dtype)
+        spans = [(b * B, min((b + 1) * B, n)) for b in range(self.n_batches)]
+        self._cut = [(i, j, raw[: j - i], scaled[: j - i], Y[: j - i], labels[: j - i]) for i, j in spans]
+        self.shift = None
+        if shift:
+            if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != width:
+                raise ValueError(f"shift = {shift} needs 2-D images, and this data has no image shape")
+            self.shift = RandomShift(split.bk, image_shape, shift, B, split.X.dtype)
+
+    def __len__(self):
+        return self.n_batches
+
+    def epoch(self, epoch, start=0):
+        """Yield (b, x, y, labels) for batches start, start+1, ... of `epoch`."""
+        d, bk, xp = self.split, self.split.bk, self.split.bk.xp
+        perm = bk.permutation(bk.rng([self.seed, epoch]), d.n) if self.shuffle else xp.arange(d.n)
+        if self.shift is not None:
+            self.shift.new_epoch(self.seed, epoch, d.n)
+        for b in range(start, self.n_batches):
+            i, j, raw, x, y, labels = self._cut[b]
+            rows = perm[i:j]
+            xp.take(d.X, rows, axis=0, out=raw)
+            xp.take(d.Y, rows, axis=0, out=y)
+            xp.take(d.labels, rows, axis=0, out=labels)
+            if self.shift is not None:
+                self.shift(raw, i)
+            xp.multiply(raw, d.scale, out=x)
+            yield b, x, y, labels
+
+
+class _NoProgress:
+    def start_epoch(self, epoch, batch=0):
+        pass
+
+    def due(self):
+        return False
+
+
+def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None):
+    """Train on the rest of epoch `state.epoch` (from batch `state.batch`),
+    updating `state`. Returns True when the epoch is done, or False as soon as
+    should_stop() says so between two batches (state then says where to go on).
+    Raises TrainingDiverged on a non-finite loss."""
+    bk, epoch = net.bk, state.epoch
+    net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=batches.batch_size)
+    check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
+    loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
+    progress = progress or _NoProgress()
+    progress.start_epoch(epoch, state.batch)
+    step = opt.step
+    for b, x, y, labels in batches.epoch(epoch, start=state.batch):
+        a = net.forward(x, train=True)
+        batch_loss = net.batch_cost(y)
+        loss_sum = loss_sum + batch_loss
+        correct = correct + (a.argmax(axis=1) == labels).sum()
+        seen += len(labels)
+        if check_each and not math.isfinite(batch_loss):
+            _diverged(epoch, b)
+        net.backward(x, y)
+        if clip_norm:
+            clip_gradient(net, clip_norm)
+        step(lr_at(state.step))
+        state.step += 1
+        if progress.due():
+            mean = float(loss_sum) / seen
+            if not math.isfinite(mean):
+                _diverged(epoch, b)
+            progress.update(b + 1, mean, float(correct) / seen, seen)
+        if should_stop is not None and should_stop():
+            state.batch, state.loss_sum, state.correct, state.seen = b + 1, float(loss_sum), int(correct), seen
+            return False
+    bk.synchronize()
+    state.batch, state.loss_sum, state.correct, state.seen = batches.n_batches, float(loss_sum), int(correct), seen
+    if not math.isfinite(state.loss_sum):
+        _diverged(epoch, batches.n_batches - 1)
+    return True
+
+
+def _diverged(epoch, batch):
+    raise TrainingDiverged(f"training diverged: non-finite loss at epoch {epoch + 1}, batch {batch + 1}")
+
+
+def clip_gradient(net, max_norm):
+    """Scale the flat gradient down to norm max_norm when it is longer."""
+    g, xp = net.grads, net.xp
+    norm = float(xp.sqrt((g * g).sum()))
+    if norm > max_norm:
+        xp.multiply(g, max_norm / norm, out=g)
+
+
+# -- metrics ------------------------------------------------------------------
+def evaluate(net, split, chunk=4096):
+    """(mean cost, accuracy) of the network's current weights on a Split."""
+    xp, d = net.xp, split
+    buf = xp.empty((min(chunk, d.n), d.X.shape[1]), net.dtype)
+    loss, correct = 0.0, 0
+    for i in range(0, d.n, chunk):
+        j = min(i + chunk, d.n)
+        x = xp.multiply(d.X[i:j], d.scale, out=buf[: j - i])
+        a = net.forward(x)
+        loss = loss + net.batch_cost(d.Y[i:j])
+        correct = correct + (a.argmax(axis=1) == d.labels[i:j]).sum()
+    return float(loss) / d.n, int(correct) / d.n
+
+
+def predict(net, split):
+    """Predicted class of every row of a Split, as a host array."""
+    return net.bk.to_numpy(net.predict(split.inputs(dtype=net.dtype)))
+
+
+def grad_norms(net, split, n=1000):
+    """‖∂C/∂W^l‖ and ‖∂C/∂b^l‖ per layer on the first n rows of a Split: how
+    fast each layer learns (Nielsen ch. 5's vanishing gradients)."""
+    xp, n = net.xp, min(n, split.n)
+    net.gradient(split.inputs(0, n, dtype=net.dtype), split.Y[:n], dropout=False)
+    return [float(xp.linalg.norm(g)) for g in net.grad_weights], [float(xp.linalg.norm(g)) for g in net.grad_biases]
