@@ -27,7 +27,7 @@ def test_unexpected_exception_is_one_line_exit_1_and_debug_raises_it(cli, tmp_pa
 
     monkeypatch.setattr(build.Network, "forward", broken)
     expect_error(cli("train", "--out", tmp_path, *TINY), 1, "fastbp: internal error: ZeroDivisionError: a bug", "--debug")
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(ZeroDivisionError, match="a bug"):
         cli("--debug", "train", "--out", tmp_path, *TINY)
 
 

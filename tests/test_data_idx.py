@@ -63,8 +63,9 @@ def test_failed_write_leaves_no_temp_file(tmp_path, monkeypatch):
 
 
 def test_write_rejects_unsupported_arrays(tmp_path):
-    for bad in (np.zeros(3, np.uint16), np.zeros(3, bool), np.zeros((1,) * 5, np.uint8)):
-        with pytest.raises(ValueError):
+    for bad, why in ((np.zeros(3, np.uint16), "IDX cannot hold dtype uint16"), (np.zeros(3, bool), "IDX cannot hold dtype bool"),
+                     (np.zeros((1,) * 5, np.uint8), "IDX holds 1 to 4 dimensions, not 5")):
+        with pytest.raises(ValueError, match=why):
             write_idx(tmp_path / "a", bad)
 
 

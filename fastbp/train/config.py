@@ -20,6 +20,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from ..backend import BACKENDS
 from ..errors import ConfigError
 from ..nn import activations, costs, init, optim, schedules
 
@@ -96,7 +97,7 @@ class Train:
     epochs: int = key(10, ">= 1", _pos)
     batch_size: int = key(32, ">= 1", _pos)
     seed: int = key(0, ">= 0", _nonneg)
-    backend: str = key("auto", choices=("numpy", "cupy", "auto"))
+    backend: str = key("auto", choices=BACKENDS)
     dtype: str = key("float32", choices=("float32", "float64"))
     threads: int = key(0, ">= 0 (BLAS threads; 0 = the library's default)", _nonneg)
     drop_last: bool = key(False)

@@ -53,11 +53,9 @@ class Trainer:
         except Exception as exc:
             if not bk.is_out_of_memory(exc):
                 raise
-            asked = getattr(exc, "size", None)  # cupy's OutOfMemoryError(size, total)
-            asked = f"{asked / 2**20:,.1f} MiB asked for" if isinstance(asked, (int, float)) else str(exc).rstrip(".")
             raise OutOfMemory(
                 f"out of {bk.memory} at train.batch_size = {self.cfg.train.batch_size} "
-                f"with network {self.cfg.model.sizes} ({asked}); try a smaller batch size"
+                f"with network {self.cfg.model.sizes} ({str(exc).rstrip('.')}); try a smaller batch size"
             ) from None
 
     def _run(self):
