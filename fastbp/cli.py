@@ -167,6 +167,7 @@ def cmd_info(args):
     lines.update({f"auto {k}" if k in ("backend", "device") else k: v for k, v in info.items()})
     if usable:
         lines.update({f"gpu {k}": v for k, v in get_backend("cupy").describe().items()})
+    lines["configs"] = f"{', '.join(list_configs(named_configs_dir()))} (in {named_configs_dir()})"
     for k, v in lines.items():
         print(f"{k}: {v}")
     return 0
