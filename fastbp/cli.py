@@ -77,6 +77,8 @@ def cmd_train(args):
         overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
     if args.out:
         overrides.append(f"output.dir={json.dumps(str(args.out))}")
+    if args.tensorboard:
+        overrides.append("output.tensorboard=true")
     resume, run_dir = None, None
     if args.resume:
         if args.config:
@@ -215,6 +217,7 @@ def build_parser():
     t.add_argument("--json", action="store_true", help="print the run summary as JSON on the last line")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
     t.add_argument("--list-configs", action="store_true", help="list the named configs and exit")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (output.tensorboard)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on its data set")
