@@ -162,16 +162,15 @@ def machine():
 
 
 def blas():
-    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl reports)
-    from threadpoolctl import threadpool_info
+    """numpy's BLAS as `fastbp info` reports it: library, version, file, threads, kernel,
+    and the environment variables that force a kernel or a thread count."""
+    from fastbp.backend import numpy_blas
 
-    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer", "filepath")
-    return [{k: p.get(k) for k in keys} for p in threadpool_info() if p.get("user_api") == "blas"]
+    return numpy_blas()
 
 
 def blas_threads():
-    pools = blas()
-    return pools[0]["num_threads"] if pools else os.cpu_count()
+    return blas()["blas_threads"] or os.cpu_count()
 
 
 def gpu_name():
@@ -234,7 +233,9 @@ def write(report, markdown, out_dir, prefix="bench"):
 
 def header(report):
     m, v = report["machine"], report["versions"]
-    pools = "; ".join(f"{b['internal_api']} {b['version']} ({b['num_threads']} threads)" for b in m["blas"]) or "none found"
+    b = m["blas"]
+    pools = f"{b['blas']}, kernel {b['blas_kernel']}, {b['blas_threads']} threads ({b['blas_file']})"
+    pools += f"; {b['blas_warning']}" if "blas_warning" in b else ""
     libs = ", ".join(f"{k} {val}" for k, val in v.items() if val)
     return (
         f"# fastbp benchmarks, {report['created']}\n\n"

@@ -13,30 +13,63 @@ import json
 import os
 import sys
 import warnings
+from importlib import resources
 from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, FastBPError, UsageError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+SOURCE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def named_configs_dir():
+    """Where the named configs are: inside the package after a wheel install
+    (pyproject maps the top-level configs/ to fastbp/configs), else the source
+    tree's configs/ (a checkout, an editable install)."""
+    packaged = resources.files(__package__) / "configs"
+    return Path(str(packaged)) if packaged.is_dir() else SOURCE_CONFIGS
+
+
+def list_configs(folder):
+    """{name: its first comment line, up to a colon} for each TOML file in folder:
+    the configs' comments open with what the run is, then a colon and the details."""
+    out = {}
+    for f in sorted(Path(folder).glob("*.toml"), key=lambda f: f.stem):
+        comments = [line.lstrip("#").strip() for line in f.read_text().splitlines() if line.startswith("#")]
+        out[f.stem] = comments[0].split(": ")[0].rstrip(":,.") if comments else ""
+    return out
 
 
 def _config_path(arg):
-    """A path, or the name of a config in ./configs or the source tree's configs/."""
+    """A path, else NAME in ./configs, else one of the named configs fastbp ships."""
     if arg is None:
         return None
     p = Path(arg)
     if p.exists() or p.suffix == ".toml":
         return p
-    for folder in (Path("configs"), CONFIG_DIR):
-        if (folder / f"{arg}.toml").exists():
+    for folder in (Path("configs"), named_configs_dir()):
+        if (folder / f"{arg}.toml").is_file():
             return folder / f"{arg}.toml"
-    raise ConfigError(f"config {arg!r}: no such file, and no configs/{arg}.toml")
+    raise ConfigError(f"config {arg!r}: no such file, no configs/{arg}.toml and no such named config "
+                      "(fastbp train --list-configs lists them)")
+
+
+def _print_configs():
+    folders = [named_configs_dir()]
+    if Path("configs").is_dir() and Path("configs").resolve() != folders[0].resolve():
+        folders.insert(0, Path("configs"))  # found first by name, so listed first
+    for folder in folders:
+        print(f"{folder}:")
+        for name, about in list_configs(folder).items():
+            print(f"  {name:<20} {about}")
+    return 0
 
 
 def cmd_train(args):
     from .train import checkpoint, config, trainer
 
+    if args.list_configs:
+        return _print_configs()
     overrides = list(args.set or [])
     if args.backend:
         overrides.append(f'train.backend="{args.backend}"')
@@ -44,6 +77,8 @@ def cmd_train(args):
         overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
     if args.out:
         overrides.append(f"output.dir={json.dumps(str(args.out))}")
+    if args.tensorboard:
+        overrides.append("output.tensorboard=true")
     resume = None
     if args.resume:
         if args.config:
@@ -129,6 +164,7 @@ def cmd_info(args):
     lines.update({f"auto {k}" if k in ("backend", "device") else k: v for k, v in info.items()})
     if usable:
         lines.update({f"gpu {k}": v for k, v in get_backend("cupy").describe().items()})
+    lines["configs"] = f"{', '.join(list_configs(named_configs_dir()))} (in {named_configs_dir()})"
     for k, v in lines.items():
         print(f"{k}: {v}")
     return 0
@@ -167,7 +203,7 @@ def build_parser():
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a network (default: digits, in seconds)")
-    t.add_argument("config", nargs="?", help="TOML file, or a name from configs/ (mnist, 3b1b...)")
+    t.add_argument("config", nargs="?", help="TOML file, or a config's name (mnist, 3b1b...: see --list-configs)")
     t.add_argument("--backend", choices=("numpy", "cupy", "auto"))
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optimizer.lr=0.1")
     t.add_argument("--data-dir", type=Path, help="where data sets are (else $FASTBP_DATA, the cache...)")
@@ -175,6 +211,8 @@ def build_parser():
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR (or a checkpoint)")
     t.add_argument("--json", action="store_true", help="print the run summary as JSON on the last line")
     t.add_argument("--quiet", action="store_true", help="no progress bars or epoch lines")
+    t.add_argument("--list-configs", action="store_true", help="list the named configs and exit")
+    t.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (output.tensorboard)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="evaluate a checkpoint on its data set")

@@ -60,7 +60,7 @@ class Data:
         "auto", "auto, a count >= 0 or a fraction in (0, 1)", lambda v: v == "auto" or not isinstance(v, str) and v >= 0
     )
     standardize: bool = key(False)
-    train_limit: int = key(0, "a count >= 0 (0 = all)", _nonneg)
+    train_limit: int = key(0, "a count >= 0 (0 = all)", _nonneg)  # of the rows left after validation
     # augmentation: each training image moved by up to this many pixels in x and y
     shift: int = key(0, "a pixel count >= 0 (0 = off)", _nonneg)
 
@@ -116,6 +116,8 @@ class Output:
     history: str = key("jsonl", choices=("jsonl", "csv"))
     plots: bool = key(True)
     grad_norms: bool = key(True)
+    tensorboard: bool = key(False)  # event files in the run directory (tensorboardX)
+    histogram_every: int = key(5, ">= 0 (0 = no weight histograms)", _nonneg)
 
 
 @dataclass

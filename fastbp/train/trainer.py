@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Interrupted, OutOfMemory, TrainingDiverged
-from . import checkpoint, loop, report
+from . import checkpoint, loop, report, tensorboard
 from .build import build
 from .progress import Progress
 from .rundir import RunDir
@@ -91,6 +91,9 @@ class Trainer:
         c, s, state = self.cfg, self.setup, self.state
         old = self._install_signals()
         progress = Progress(c.train.epochs, len(s.batches), disable=self.quiet)
+        board = None
+        if self.run_dir is not None and c.output.tensorboard:
+            board = tensorboard.open_log(self.run_dir.path, c.output.histogram_every, first_epoch=state.epoch + 1)
         try:
             while state.epoch < c.train.epochs:
                 t0 = time.perf_counter()
@@ -103,6 +106,11 @@ class Trainer:
                         f"checkpoint saved; resume with: fastbp train --resume {self.run_dir}"
                     )
                 row = self._epoch_row(time.perf_counter() - t0)
+                if board is not None:
+                    host = s.bk.to_numpy
+                    due = board.histograms_due(row["epoch"])  # copy weights off a GPU only then
+                    board.epoch(row, [host(W) for W in s.net.weights] if due else None,
+                                [host(b) for b in s.net.biases] if due else None)
                 state.next_epoch()
                 progress.epoch_done(row)
                 self.log(report.epoch_line(row, c.train.epochs))
@@ -116,6 +124,8 @@ class Trainer:
                     return True
         finally:
             progress.close()
+            if board is not None:
+                board.close()
             self._restore_signals(old)
         return False
 
