@@ -122,6 +122,18 @@ def cmd_eval(args):
     return 0
 
 
+def cmd_compare(args):
+    from .train import compare, config
+
+    overrides = list(args.set or [])
+    if args.data_dir:
+        overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
+    cfg = config.load(_config_path(args.config), overrides)
+    rows = compare.compare(cfg, args.epochs, log=(lambda m: None) if args.json else print)
+    print(json.dumps(rows) if args.json else compare.table(rows))
+    return 0
+
+
 def cmd_data(args):
     from . import data
 
@@ -189,6 +201,16 @@ def cmd_explain(args):
     return 0
 
 
+def _positive_int(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return n
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), like every other error."""
 
@@ -221,6 +243,14 @@ def build_parser():
     e.add_argument("--backend", choices=("numpy", "cupy", "auto"))
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("compare", help="the same config on each usable backend (CPU, GPU), side by side")
+    c.add_argument("config", nargs="?", help="TOML file, or a named config (default: digits)")
+    c.add_argument("--epochs", type=_positive_int, default=3, metavar="N", help="epochs per backend (default 3)")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    c.add_argument("--data-dir", type=Path)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
 
     d = sub.add_parser("data", help="fetch data sets or list where they are found")
     dsub = d.add_subparsers(dest="action", required=True)

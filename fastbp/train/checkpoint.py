@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write
-from ..nn.network import layout
+from ..nn.network import Network, layout
 from . import config as config_mod
 from .build import Preprocess
 from .loop import TrainState
@@ -37,10 +37,26 @@ class Checkpoint:
     state: TrainState
     preprocess: Preprocess
 
+    def make_network(self, backend="auto"):
+        """A Network as saved, holding the saved weights."""
+        n = self.network
+        net = Network(n["sizes"], n["hidden"], n["output"], n["cost"], n["init"], backend=backend, dtype=n["dtype"],
+                      leaky_slope=n["leaky_slope"], dropout=n["dropout"])
+        net.set_params(self.params)
+        return net
 
-def save(path, *, net, opt, cfg, state, preprocess):
-    """Write a checkpoint of the network's weights, the optimiser and the run's state."""
-    pre = dataclasses.asdict(preprocess)
+
+def save(path, *, net, opt=None, cfg=None, state=None, preprocess=None):
+    """Write a checkpoint of the network's weights, the optimiser's state and
+    the run's state. A script may leave out cfg (then the network's own
+    description stands for the model section), state and preprocess (inputs
+    fed as they are)."""
+    if cfg is None:
+        n = net.config()
+        model = {k: n[k] for k in ("sizes", "hidden", "output", "cost", "init", "dropout", "leaky_slope")}
+        cfg = config_mod.merge(config_mod.defaults(), {"model": model, "train": {"dtype": n["dtype"]}})
+    state = state or TrainState()
+    pre = dataclasses.asdict(preprocess or Preprocess(np.dtype(net.dtype).name, 1.0))
     mean, std = pre.pop("mean"), pre.pop("std")
     arrays = {
         "format": np.array(FORMAT),
