@@ -14,4 +14,4 @@ def require(module, extra):
         why = f"{module} is not installed (pip install -e '.[{extra}]', or '.[test]')"
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail(why)
-        pytest.skip(why)
+        pytest.skip(why, allow_module_level=True)
