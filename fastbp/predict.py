@@ -247,6 +247,8 @@ def predict(model: Model, X_raw, top=3):
 
 def predict_files(model: Model, paths, top=3):
     """One dict per input row: file, row (None for an image), class, name, top [[class, name, value]...]."""
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
     name = (lambda c: model.class_names[c]) if model.class_names else str
     results = []
     for path in paths:

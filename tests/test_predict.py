@@ -178,6 +178,13 @@ def test_an_image_for_a_model_that_does_not_take_28x28_pixels(cli, digits_run, t
                  "images are read as 28x28 MNIST-style pixels, but this network takes 64 uint8 inputs; give .npy or .csv rows")
 
 
+def test_top_must_be_positive(cli, digits_run, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(64))
+    expect_error(cli("predict", digits_run, tmp_path / "x.npy", "--top", "0"), 2, "--top must be at least 1, got 0")
+    got = predicted(cli, digits_run, tmp_path / "x.npy", "--top", "12")
+    assert len(got[0]["top"]) == 10 and abs(sum(p for _, _, p in got[0]["top"]) - 1) < 1e-5
+
+
 def test_without_pillow_one_line_names_the_extra(cli, digits_run, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     (tmp_path / "x.png").write_bytes(b"")
