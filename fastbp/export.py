@@ -212,11 +212,11 @@ def export_checkpoint(target, out, checkpoint="best", opset=None):
     return model, run.path
 
 
-def export_estimator(est, out=None, opset=None):
+def export_estimator(est, out=None, opset=None, input_dtype=None):
     """Export a fitted FastBPClassifier (or any estimator with scikit-learn's MLP attributes:
     coefs_ (n_in, n_out), intercepts_, activation, out_activation_, classes_). The graph's input
-    has the estimator's dtype (it casts X to that), unscaled; "label" holds classes_.
-    Writes `out` when given; returns the model."""
+    has the estimator's dtype (it casts X to that) unless `input_dtype` says otherwise, unscaled;
+    "label" holds classes_. Writes `out` when given; returns the model."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(est, "coefs_")
@@ -224,10 +224,61 @@ def export_estimator(est, out=None, opset=None):
     classes = getattr(est, "classes_", None)
     model = to_onnx(
         [(np.asarray(c).T, np.asarray(b)) for c, b in zip(est.coefs_, est.intercepts_)],
-        est.activation, est.out_activation_, dtype=dtype, preprocess={"input_dtype": dtype.name, "scale": 1.0},
+        est.activation, est.out_activation_, dtype=dtype,
+        preprocess={"input_dtype": np.dtype(input_dtype or dtype).name, "scale": 1.0},
         class_labels=classes, opset=opset, leaky_slope=getattr(est, "leaky_slope", 0.01),
         regression=classes is None, name=type(est).__name__,
     )
     if out is not None:
         save(model, out)
     return model
+
+
+# -- skl2onnx (not a dependency) ----------------------------------------------------------------------------
+def register_skl2onnx():
+    """Let `skl2onnx.to_onnx(clf, X[:1])` convert a FastBPClassifier, with skl2onnx's options
+    (zipmap, nocl). False when skl2onnx is not installed."""
+    try:
+        from skl2onnx import update_registered_converter
+        from skl2onnx.shape_calculators.linear_classifier import calculate_linear_classifier_output_shapes
+    except ImportError:
+        return False
+    from .estimator import FastBPClassifier
+
+    update_registered_converter(FastBPClassifier, "FastBPClassifier", calculate_linear_classifier_output_shapes,
+                                _skl2onnx_convert,
+                                options={"zipmap": [True, False, "columns"], "nocl": [True, False]})
+    return True
+
+
+def _skl2onnx_convert(scope, operator, container):
+    """Copy export_estimator's graph into skl2onnx's, under the names skl2onnx chose."""
+    from onnx import TensorProto, helper
+
+    elem = operator.inputs[0].type.to_onnx_type().tensor_type.elem_type
+    model = export_estimator(operator.raw_operator, opset=container.target_opset,
+                             input_dtype=helper.tensor_dtype_to_np_dtype(elem))
+    names = {"input": operator.inputs[0].full_name, "label": operator.outputs[0].full_name,
+             "probabilities": operator.outputs[1].full_name}
+    # skl2onnx gives probabilities the input's type (its ZipMap expects that); the net's may differ
+    wanted = operator.outputs[1].type.to_onnx_type().tensor_type.elem_type
+    cast = wanted != model.graph.output[0].type.tensor_type.elem_type
+    if cast:
+        names["probabilities"] = scope.get_unique_variable_name("probabilities")
+
+    def name(n):
+        if n not in names:
+            names[n] = scope.get_unique_variable_name(n)
+        return names[n]
+
+    for t in model.graph.initializer:
+        strings = t.data_type == TensorProto.STRING  # skl2onnx copies raw_data only, which strings lack
+        container.add_initializer(name(t.name), t.data_type, list(t.dims),
+                                  [v.decode() for v in t.string_data] if strings else t)
+    for n in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        container.add_node(n.op_type, [name(i) for i in n.input], [name(o) for o in n.output],
+                           name=scope.get_unique_operator_name(n.op_type), **attrs)
+    if cast:
+        container.add_node("Cast", [names["probabilities"]], [operator.outputs[1].full_name],
+                           name=scope.get_unique_operator_name("Cast"), to=wanted)

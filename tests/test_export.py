@@ -107,6 +107,27 @@ def test_fastbp_classifier_exports(tmp_path):
     assert np.array_equal(label, clf.predict(X[:300])) and label.dtype == np.int64
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_skl2onnx_route_when_it_is_installed():
+    """skl2onnx is not a dependency (this skips without it): its own to_onnx, after register_skl2onnx()."""
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from fastbp import FastBPClassifier
+    from sklearn.datasets import load_digits
+
+    assert export.register_skl2onnx()
+    X, y = load_digits(return_X_y=True)
+    names = np.array("zero one two three four five six seven eight nine".split())
+    clf = FastBPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0).fit(X, names[y])
+    for rows in (X[:60].astype(np.float32), X[:60]):  # float64 rows are cast into the float32 net
+        model = skl2onnx.to_onnx(clf, rows[:1], options={"zipmap": False})
+        label, proba = ort.InferenceSession(model.SerializeToString()).run(None, {"X": rows})
+        assert proba.dtype == rows.dtype and np.abs(proba - clf.predict_proba(X[:60])).max() < 1e-5
+        assert label.tolist() == clf.predict(X[:60]).tolist()
+    with_zipmap = skl2onnx.to_onnx(clf, X[:1].astype(np.float32))  # skl2onnx's default: a list of dicts
+    _, dicts = ort.InferenceSession(with_zipmap.SerializeToString()).run(None, {"X": X[:2].astype(np.float32)})
+    assert abs(dicts[0]["zero"] - clf.predict_proba(X[:1])[0, 9]) < 1e-5  # classes_ are sorted: 'zero' is last
+
+
 def test_cli_export_of_a_digits_run_matches_fastbp_eval(cli, digits_run, tmp_path):
     from fastbp.train import config, trainer
 

@@ -185,7 +185,7 @@ def test_top_must_be_positive(cli, digits_run, tmp_path):
     assert len(got[0]["top"]) == 10 and abs(sum(p for _, _, p in got[0]["top"]) - 1) < 1e-5
 
 
-def test_without_pillow_one_line_names_the_extra(cli, digits_run, tmp_path, monkeypatch):
+def test_without_pillow_one_line_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     (tmp_path / "x.png").write_bytes(b"")
     with pytest.raises(predict.UsageError, match=r"reading images needs Pillow: pip install 'fastbp\[images\]'"):
