@@ -132,7 +132,7 @@ def mnist_preprocess(gray) -> np.ndarray:
     f = BOX / max(h, w)
     size = (max(1, round(w * f)), max(1, round(h * f)))
     if size != (w, h):  # MNIST's own digits already fit: left untouched
-        resized = Image.fromarray(ink.astype(np.float32), mode="F").resize(size, Image.Resampling.LANCZOS)
+        resized = Image.fromarray(ink.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)  # mode F
         ink = np.clip(np.asarray(resized, dtype=np.float64), 0, 255)
     h, w = ink.shape
     ys, xs = np.mgrid[:h, :w]
