@@ -19,7 +19,7 @@ The graph takes what fastbp was fed and does what training did to it:
     output          "label"          [N]              int64 class index (argmax; ties go to
                                                        the first, as numpy's), or
                                                        class_labels[index] when given (int64,
-                                                       double or string)
+                                                       double, bool or string)
 
 A regressor (`regression=True`) has one output instead, "predictions" [N, n_outputs].
 The model's metadata_props record the preprocessing and class names as JSON.
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from .errors import UsageError
 
 DEFAULT_OPSET = 17  # onnxruntime >= 1.14 and TensorRT 8.6 run it
@@ -93,9 +94,10 @@ def to_onnx(layers, hidden, output, *, dtype="float32", preprocess=None, class_l
     if not layers:
         raise UsageError("a network needs at least one layer")
     for l, (W, b) in enumerate(layers):
-        n_in = layers[l - 1][0].shape[0] if l else W.shape[1] if W.ndim == 2 else -1
-        if W.ndim != 2 or b.shape != (W.shape[0],) or W.shape[1] != n_in:
-            raise UsageError(f"layer {l + 1}: W {W.shape} and b {b.shape} do not chain into (n_out, {n_in}) and (n_out,)")
+        fed = layers[l - 1][0].shape[0] if l else None  # what the layer below gives it
+        if W.ndim != 2 or b.shape != (W.shape[0],) or W.shape[1] != (fed or W.shape[1]):
+            raise UsageError(f"layer {l + 1}: W {W.shape} and b {b.shape} do not chain into "
+                             f"(n_out, {fed or 'n_in'}) and (n_out,)")
     n_in, n_out = layers[0][0].shape[1], layers[-1][0].shape[0]
     binary = output == "sigmoid" and n_out == 1 and not regression
 
@@ -141,12 +143,15 @@ def to_onnx(layers, hidden, output, *, dtype="float32", preprocess=None, class_l
         label_type = TensorProto.INT64
         if class_labels is not None:
             labels = np.asarray(class_labels)
-            kind = labels.dtype.kind
-            labels = labels.astype(np.int64 if kind in "iub" else np.float64 if kind == "f" else object)
-            if kind not in "iubf":
-                labels = np.array([str(v) for v in labels], dtype=object)
+            if labels.dtype.kind in "iu":
+                labels = labels.astype(np.int64)
+            elif labels.dtype.kind == "b":
+                label_type = TensorProto.BOOL
+            elif labels.dtype.kind == "f":
+                labels, label_type = labels.astype(np.float64), TensorProto.DOUBLE
+            else:
+                labels, label_type = np.array([str(v) for v in labels], dtype=object), TensorProto.STRING
             node("Gather", [const("class_labels", labels, labels.dtype), index], "label", axis=0)
-            label_type = helper.np_dtype_to_tensor_dtype(labels.dtype) if kind in "iubf" else TensorProto.STRING
         outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
 
     graph = helper.make_graph(
@@ -154,8 +159,6 @@ def to_onnx(layers, hidden, output, *, dtype="float32", preprocess=None, class_l
         [helper.make_tensor_value_info("input", helper.np_dtype_to_tensor_dtype(in_dtype), ["N", n_in])],
         outputs, initializer=inits,
     )
-    from . import __version__
-
     opsets = [helper.make_opsetid("", opset)]
     model = helper.make_model(graph, opset_imports=opsets, producer_name="fastbp", producer_version=__version__)
     model.ir_version = helper.find_min_ir_version_for(opsets)  # older runtimes refuse a newer IR

@@ -95,8 +95,8 @@ def network_input(X, preprocess, dtype) -> np.ndarray:
     X = np.asarray(X)
     if preprocess.get("mean") is None and preprocess.get("std") is None:
         return X.astype(dtype) * np.dtype(dtype).type(preprocess["scale"])
-    mean = np.asarray(preprocess.get("mean", 0.0), np.float64)
-    std = np.asarray(preprocess.get("std", 1.0), np.float64)
+    mean = np.asarray(0.0 if preprocess.get("mean") is None else preprocess["mean"], np.float64)
+    std = np.asarray(1.0 if preprocess.get("std") is None else preprocess["std"], np.float64)
     return ((X * float(preprocess["scale"]) - mean) / std).astype(dtype)
 
 
