@@ -224,7 +224,14 @@ def read_inputs(path, model: Model) -> np.ndarray:
     """Raw network input rows from one file: an image (preprocessed as MNIST) or .npy/.csv rows."""
     n_features = model.net.sizes[0]
     if Path(path).suffix.lower() in (".npy", ".csv"):
-        return read_rows(path, n_features)
+        X = read_rows(path, n_features)
+        if model.preprocess["input_dtype"] == "uint8" and (X.min() < 0 or X.max() > 255):
+            raise _error(path, f"values from {X.min():g} to {X.max():g}, but this network was trained on "
+                               "uint8 pixel values 0..255 (give the raw values, not scaled ones)")
+        if model.preprocess["input_dtype"] == "uint8" and X.dtype.kind == "f" and 0 < X.max() <= 1:
+            warnings.warn(f"input {path}: values are at most {X.max():g}; this network takes raw pixel "
+                          f"values (times {model.preprocess['scale']:.4g} inside), not values already scaled to [0, 1]")
+        return X
     if n_features != SIDE * SIDE or model.preprocess["input_dtype"] != "uint8":
         raise UsageError(
             f"input {path}: images are read as 28x28 MNIST-style pixels, but this network takes "

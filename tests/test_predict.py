@@ -172,6 +172,15 @@ def test_bad_inputs_give_one_line_and_exit_2(cli, mnist_run, tmp_path, name, con
     expect_error(cli("predict", mnist_run, path), 2, f"fastbp: error: input {path}: {needle}")
 
 
+def test_rows_out_of_pixel_range_are_refused_and_prescaled_ones_warned_about(cli, digits_run, tmp_path):
+    np.save(tmp_path / "neg.npy", np.full(64, -1.0))
+    expect_error(cli("predict", digits_run, tmp_path / "neg.npy"), 2, "values from -1 to -1, but this network was trained on uint8")
+    np.save(tmp_path / "scaled.npy", np.full(64, 0.5))
+    with pytest.warns(UserWarning, match=r"scaled.npy: values are at most 0.5; this network takes raw pixel values \(times 0.0625 inside\)"):
+        rc, out, _ = cli("predict", digits_run, tmp_path / "scaled.npy")
+    assert rc == 0 and out.count("\n") == 1
+
+
 def test_an_image_for_a_model_that_does_not_take_28x28_pixels(cli, digits_run, tmp_path):
     drawing(1).save(tmp_path / "one.png")
     expect_error(cli("predict", digits_run, tmp_path / "one.png"), 2,
