@@ -174,9 +174,11 @@ def test_bad_inputs_give_one_line_and_exit_2(cli, mnist_run, tmp_path, name, con
 
 def test_rows_out_of_pixel_range_are_refused_and_prescaled_ones_warned_about(cli, digits_run, tmp_path):
     np.save(tmp_path / "neg.npy", np.full(64, -1.0))
-    expect_error(cli("predict", digits_run, tmp_path / "neg.npy"), 2, "values from -1 to -1, but this network was trained on uint8")
+    expect_error(cli("predict", digits_run, tmp_path / "neg.npy"), 2,
+                 "values from -1 to -1, but this network was trained on uint8")
     np.save(tmp_path / "scaled.npy", np.full(64, 0.5))
-    with pytest.warns(UserWarning, match=r"scaled.npy: values are at most 0.5; this network takes raw pixel values \(times 0.0625 inside\)"):
+    raw = r"scaled.npy: values are at most 0.5; this network takes raw pixel values \(times 0.0625 inside\)"
+    with pytest.warns(UserWarning, match=raw):
         rc, out, _ = cli("predict", digits_run, tmp_path / "scaled.npy")
     assert rc == 0 and out.count("\n") == 1
 
