@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +40,19 @@ def _train_run(out, *args):
 def digits_run(tmp_path_factory):
     """A run directory of the built-in digits config (64-256-10 relu, softmax), 10 epochs: about 1 s."""
     return _train_run(tmp_path_factory.mktemp("digits-run"), "--set", "train.epochs=10")
+
+
+@pytest.fixture(scope="session")
+def pixels_run(tmp_path_factory):
+    """A run on random 28x28 uint8 images (an MNIST-shaped net, 784-16-10, that learnt nothing):
+    for what needs MNIST's input shape but not a trained digit recogniser. Well under a second."""
+    from data_helpers import synthetic_arrays, write_idx_folder
+
+    folder = tmp_path_factory.mktemp("pixels-data")
+    arrays = write_idx_folder(folder, synthetic_arrays(n_train=80, n_test=10))
+    assert max(a.max() for stem, a in arrays.items() if "labels" in stem) == 9  # 10 classes, as the output layer
+    return _train_run(tmp_path_factory.mktemp("pixels-run"), "--set", f"data.name={json.dumps(str(folder))}",
+                      "--set", "model.sizes=[784,16,10]", "--set", "train.epochs=1", "--set", "train.batch_size=8")
 
 
 @pytest.fixture(scope="session")

@@ -163,6 +163,16 @@ def test_mnist_run_matches_fastbp_on_the_test_set(mnist_run, real_data_dir, tmp_
     assert np.array_equal(label, want.argmax(axis=1)) and (label == ds.y_test).mean() > 0.9
 
 
+def test_run_on_a_data_set_of_ones_own(pixels_run, tmp_path):
+    """IDX files of one's own: uint8 with scale 1/255, found from the data set itself."""
+    model, _ = export.export_checkpoint(pixels_run, tmp_path / "p.onnx")
+    run = load_run(pixels_run)
+    assert run.preprocess["input_dtype"] == "uint8" and run.preprocess["scale"] == 1 / 255
+    X = np.random.default_rng(5).integers(0, 256, (30, 784), dtype=np.uint8)
+    proba, _ = run_onnx(onnx.load(tmp_path / "p.onnx"), X)
+    agree(proba, np.asarray(run.net.feedforward(X.astype(np.float32) * np.float32(1 / 255))), "float32")
+
+
 def test_float64_run_exports_in_float64(cli, tmp_path):
     rc, _, _ = cli("train", "--out", tmp_path / "r", "--quiet", "--set", "train.epochs=2", "--set", 'train.dtype="float64"',
                    "--set", "model.hidden=\"leaky_relu\"", "--set", "model.leaky_slope=0.1", "--set", "output.plots=false")

@@ -158,7 +158,7 @@ def png_header(width, height):
     ("bad.npy", np.zeros((3, 10)), "expected rows of 784 values (the network's inputs), found shape (3, 10)"),
     ("text.csv", b"1,2,3\n4,x,6\n", "cannot read rows from it"),
 ])
-def test_bad_inputs_give_one_line_and_exit_2(cli, mnist_run, tmp_path, name, content, needle):
+def test_bad_inputs_give_one_line_and_exit_2(cli, pixels_run, tmp_path, name, content, needle):
     path = tmp_path / name
     if isinstance(content, np.ndarray):
         np.save(path, content)
@@ -169,7 +169,7 @@ def test_bad_inputs_give_one_line_and_exit_2(cli, mnist_run, tmp_path, name, con
         path.write_bytes(path.read_bytes()[:200])
     elif content is not None:
         path.write_bytes(content)
-    expect_error(cli("predict", mnist_run, path), 2, f"fastbp: error: input {path}: {needle}")
+    expect_error(cli("predict", pixels_run, path), 2, f"fastbp: error: input {path}: {needle}")
 
 
 def test_rows_out_of_pixel_range_are_refused_and_prescaled_ones_warned_about(cli, digits_run, tmp_path):
