@@ -168,7 +168,9 @@ def read_image(path) -> np.ndarray:
                 im = ImageOps.exif_transpose(im)  # a phone photo, upright
                 if "A" in im.getbands() or "transparency" in im.info:
                     im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
-                return np.asarray(im.convert("L"))
+                gray = im.convert("L")
+                gray.thumbnail((1024, 1024))  # ample for a 20x20 digit; keeps the arrays below small
+                return np.asarray(gray)
     except Image.DecompressionBombError as exc:
         raise _error(path, f"image too large: {exc}") from None
     except FileNotFoundError:
