@@ -92,14 +92,14 @@ def test_transparent_background_counts_as_white_paper(tmp_path):
 def test_mnist_test_digits_as_png_predict_as_fastbp_eval(cli, mnist_run, tmp_path):
     X, want = eval_predictions(mnist_run)
     files = []
-    for i in range(40):
+    for i in range(100):
         pixels = X[i].reshape(28, 28)
         Image.fromarray(pixels).save(tmp_path / f"dark{i}.png")
         Image.fromarray(255 - pixels).save(tmp_path / f"light{i}.png")  # ink on paper, as drawn
         files += [tmp_path / f"dark{i}.png", tmp_path / f"light{i}.png"]
     got = predicted(cli, mnist_run, *files, "--checkpoint", "last")
     assert [r["file"] for r in got] == [str(f) for f in files]
-    assert [r["class"] for r in got] == np.repeat(want[:40], 2).tolist()
+    assert [r["class"] for r in got] == np.repeat(want[:100], 2).tolist()
     assert all(r["row"] is None and len(r["top"]) == 3 and r["top"][0][0] == r["class"] for r in got)
 
 
