@@ -239,8 +239,10 @@ def build_parser():
 
     pr = sub.add_parser("predict", help="classify images (PNG, JPEG: pip install 'fastbp[images]') or .npy/.csv rows")
     pr.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
-    pr.add_argument("files", metavar="FILE", nargs="+", type=Path)
-    pr.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    pr.add_argument("files", metavar="FILE", nargs="+", type=Path,
+                    help="an image (preprocessed as MNIST's digits were), or .npy/.csv rows of raw features")
+    pr.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help="of a run directory: best.npz (default; last.npz if there is none) or last.npz")
     pr.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input row")
     pr.set_defaults(func=cmd_predict)
