@@ -211,6 +211,26 @@ def _positive_int(text):
     return n
 
 
+def cmd_export(args):
+    from .export import export_checkpoint
+
+    model, used = export_checkpoint(args.target, args.output, checkpoint=args.checkpoint, opset=args.opset)
+    graph = model.graph
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*graph.input, *graph.output)}
+    print(f"{args.output}: ONNX opset {model.opset_import[0].version}, from {used}; "
+          + ", ".join(f"{name} {shape}" for name, shape in shapes.items()))
+    return 0
+
+
+def cmd_predict(args):
+    from .predict import format_json, format_result, load_run, predict_files
+
+    results = predict_files(load_run(args.target, args.checkpoint), args.files, top=args.top)
+    for r in results:
+        print(format_json(r) if args.json else format_result(r))
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), like every other error."""
 
@@ -271,6 +291,24 @@ def build_parser():
     g.add_argument("--limit", type=float, default=1e-6)
     g.add_argument("-v", "--verbose", action="store_true")
     g.set_defaults(func=cmd_gradcheck)
+
+    ex = sub.add_parser("export", help="write a trained network as an ONNX model (pip install 'fastbp[onnx]')")
+    ex.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
+    ex.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    ex.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help="of a run directory: best.npz (default; last.npz if there is none) or last.npz")
+    ex.add_argument("--opset", type=int, help="ONNX opset to write (default 17)")
+    ex.set_defaults(func=cmd_export)
+
+    pr = sub.add_parser("predict", help="classify images (PNG, JPEG: pip install 'fastbp[images]') or .npy/.csv rows")
+    pr.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
+    pr.add_argument("files", metavar="FILE", nargs="+", type=Path,
+                    help="an image (preprocessed as MNIST's digits were), or .npy/.csv rows of raw features")
+    pr.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                    help="of a run directory: best.npz (default; last.npz if there is none) or last.npz")
+    pr.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per input row")
+    pr.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("explain", help="print a worked backprop example step by step")
     x.add_argument("example", choices=("mazur", "relu"))

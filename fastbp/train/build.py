@@ -33,6 +33,9 @@ class Preprocess:
     std: np.ndarray | None = None
 
     def __call__(self, X, dtype=np.float32):
+        """Raw host rows as the network's input, in its dtype; the same
+        operations in the same order as the exported ONNX graph."""
+        dtype = np.dtype(dtype).type
         X = np.asarray(X).astype(dtype) * dtype(self.scale)
         if self.mean is not None:
             X = (X - self.mean.astype(dtype)) / self.std.astype(dtype)
@@ -78,7 +81,7 @@ def to_device(ds: Dataset, backend="auto", *, validation=0, standardize=False, t
     if standardize:
         pre.mean = (X_tr.mean(axis=0) * ds.scale).astype(np.float32)
         pre.std = (X_tr.std(axis=0) * ds.scale + 1e-6).astype(np.float32)
-        splits = {k: (pre(x), yy) for k, (x, yy) in splits.items()}
+        splits = {k: (pre(x, np.dtype(dtype).type), yy) for k, (x, yy) in splits.items()}
         scale = 1.0
     data = {k: Split(bk, x, yy, ds.n_classes, scale, dtype) for k, (x, yy) in splits.items() if len(yy)}
     return data, pre
