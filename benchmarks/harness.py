@@ -190,11 +190,17 @@ def gpu_name():
 
 def versions():
     out = {}
-    for dist in ("fastbp", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "cupy", "matplotlib"):
+    for dist in ("fastbp", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "matplotlib"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = None
+    try:  # its distribution is named for its CUDA version (cupy-cuda13x): ask the module
+        import cupy
+
+        out["cupy"] = cupy.__version__
+    except Exception:
+        out["cupy"] = None
     try:
         git = ["git", "-C", str(Path(__file__).parent), "describe", "--always", "--dirty"]
         out["fastbp_git"] = subprocess.run(git, capture_output=True, text=True, timeout=10).stdout.strip() or None

@@ -138,11 +138,11 @@ def _diverged(epoch, batch):
 
 
 def clip_gradient(net, max_norm):
-    """Scale the flat gradient down to norm max_norm when it is longer."""
+    """Scale the flat gradient down to norm max_norm when it is longer. The
+    factor stays a device scalar: no host round trip per step on a GPU."""
     g, xp = net.grads, net.xp
-    norm = float(xp.sqrt((g * g).sum()))
-    if norm > max_norm:
-        xp.multiply(g, max_norm / norm, out=g)
+    norm = xp.sqrt(xp.dot(g, g))
+    xp.multiply(g, xp.minimum(1.0, max_norm / norm), out=g)
 
 
 # -- metrics ------------------------------------------------------------------
