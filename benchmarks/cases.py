@@ -290,7 +290,7 @@ TARGETS = [
     ("large: fastbp-numpy epoch <= 1.1 x torch-cpu", lambda r: _ratio(r, "large", "fastbp-numpy", "torch-cpu"), "<=", 1.1),
     ("time-to-98: fastbp-numpy <= 4 s", lambda r: _to98(r, "fastbp-numpy"), "<=", 4.0),
     ("time-to-98: fastbp-numpy faster than every CPU peer (ratio to the best)", _vs_peers, "<", 1.0),
-    # GPU issue (one H100); measured only where a GPU is usable
+    # GPU issue (one H200); measured only where a GPU is usable
     ("GPU medium: fastbp-cupy epoch <= 0.66 x torch-cuda", lambda r: _ratio(r, "medium", "fastbp-cupy", "torch-cuda"), "<=", 0.66),
     ("GPU large: fastbp-cupy >= 70% of cuBLAS alone", lambda r: _get(r, "large", "fastbp-cupy", "ceiling_fraction"), ">=", 0.70),
     ("GPU large: fastbp-cupy samples/s over fastbp-numpy on the same host", lambda r: _speedup(r, "large", "fastbp-cupy", "fastbp-numpy"), ">=", 50),
@@ -309,7 +309,7 @@ def check_targets(report):
 
 
 def targets_markdown(results):
-    lines = ["## Targets (CPU ones for a 2-core CPU; GPU ones for one H100)\n"]
+    lines = ["## Targets (CPU ones for a 2-core CPU; GPU ones for one H200)\n"]
     for t in results:
         verdict = {True: "PASS", False: "FAIL", None: "SKIP"}[t["pass"]]
         v = t["value"]
