@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .backend import BACKENDS
 from .errors import ConfigError, FastBPError, UsageError
 
 SOURCE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -102,7 +103,7 @@ def cmd_eval(args):
     from .train import checkpoint, loop
     from .train.build import build
 
-    ckpt = checkpoint.load(args.target)
+    ckpt = checkpoint.load(args.target, prefer=(f"{args.checkpoint}.npz",))
     cfg = ckpt.config
     if args.data_dir:
         cfg.data.data_dir = str(args.data_dir)
@@ -246,7 +247,7 @@ def build_parser():
 
     t = sub.add_parser("train", help="train a network (default: digits, in seconds)")
     t.add_argument("config", nargs="?", help="TOML file, or a config's name (mnist, 3b1b...: see --list-configs)")
-    t.add_argument("--backend", choices=("numpy", "cupy", "auto"))
+    t.add_argument("--backend", choices=BACKENDS)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. optimizer.lr=0.1")
     t.add_argument("--data-dir", type=Path, help="where data sets are (else $FASTBP_DATA, the cache...)")
     t.add_argument("--out", type=Path, help="parent directory for run directories (output.dir)")
@@ -260,7 +261,8 @@ def build_parser():
     e = sub.add_parser("eval", help="evaluate a checkpoint on its data set")
     e.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
     e.add_argument("--data-dir", type=Path)
-    e.add_argument("--backend", choices=("numpy", "cupy", "auto"))
+    e.add_argument("--backend", choices=BACKENDS)
+    e.add_argument("--checkpoint", choices=("last", "best"), default="last", help="of a run directory: last.npz (default) or best.npz")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
