@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Network", "FastBPClassifier", "Trainer", "train", "get_backend", "gradcheck"]
+__all__ = ["Network", "FastBPClassifier", "FastBPRegressor", "Trainer", "train", "get_backend", "gradcheck"]
 
 
 def __getattr__(name):
@@ -11,10 +11,10 @@ def __getattr__(name):
         from .nn.network import Network
 
         return Network
-    if name == "FastBPClassifier":
-        from .estimator import FastBPClassifier
+    if name in ("FastBPClassifier", "FastBPRegressor"):
+        from . import estimator
 
-        return FastBPClassifier
+        return getattr(estimator, name)
     if name in ("Trainer", "train"):
         from .train import trainer
 
