@@ -125,7 +125,7 @@ class FastBPClassifier(ClassifierMixin, BaseFastBP):
         """scikit-learn's message names the binarised column ('True'); name the labels too."""
         labels = self.classes_ if len(self.classes_) > 1 else self.classes_[:1]
         column = Y[:, 0]
-        few = [labels[-1] if v else labels[0] for v in (False, True) if 0 < np.count_nonzero(column == v) < 2]
+        few = np.array([labels[-1] if v else labels[0] for v in (False, True) if 0 < np.count_nonzero(column == v) < 2])
         return (f"early_stopping: the validation split is stratified by class and needs at least 2 samples of each;"
                 f" too few of the label(s) {few}. ({exc})")
 
