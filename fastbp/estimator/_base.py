@@ -307,8 +307,11 @@ class BaseFastBP(BaseEstimator, ABC):
 
     def _loss(self, net, Y, sw, sw_sum):
         """scikit-learn's loss of the last forward pass: the (weighted) mean loss + alpha/(2 Σw) ||W||²."""
+        loss = OUTPUTS[self.out_activation_][2](net.xp, Y, net.a_out, sw)
+        if not self.alpha:
+            return loss
         w = net.params[: net.n_weights]
-        return OUTPUTS[self.out_activation_][2](net.xp, Y, net.a_out, sw) + (0.5 * self.alpha) * w.dot(w) / sw_sum
+        return loss + (0.5 * self.alpha) * w.dot(w) / sw_sum
 
     # -- the stochastic solvers (scikit-learn's _fit_stochastic) ----------------------
     def _fit_stochastic(self, net, X, Y, sample_weight, incremental):

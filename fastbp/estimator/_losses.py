@@ -12,36 +12,37 @@ exp / Poisson) BP1 is δ^L = a − y in both.
 from __future__ import annotations
 
 
-def _row_average(xp, L, sw):
-    """Mean over the rows, weighted by sw (Σ w_i L_i / Σ w_i) if given: one value per output."""
+def _total(L, sw):
+    """Σ over the outputs of the (sw-weighted) mean over the rows: Σ_ij w_i L_ij / Σ_i w_i.
+    (Summed in one reduction, not output by output as scikit-learn: the same to rounding.)"""
     if sw is None:
-        return L.mean(axis=0)
-    return (L * sw[:, None]).sum(axis=0) / sw.sum()
+        return L.sum() / L.shape[0]
+    return (L * sw[:, None]).sum() / sw.sum()
 
 
 def _clip(xp, P):
     eps = xp.finfo(P.dtype).eps
-    return xp.clip(P, eps, 1 - eps)
+    return xp.minimum(xp.maximum(P, eps), 1 - eps)
 
 
 def log_loss(xp, Y, P, sw):
-    return -_row_average(xp, Y * xp.log(_clip(xp, P)), sw).sum()
+    return -_total(Y * xp.log(_clip(xp, P)), sw)
 
 
 def binary_log_loss(xp, Y, P, sw):
     P = _clip(xp, P)
-    return -_row_average(xp, Y * xp.log(P) + (1 - Y) * xp.log(1 - P), sw).sum()
+    return -_total(Y * xp.log(P) + (1 - Y) * xp.log(1 - P), sw)
 
 
 def squared_error(xp, Y, P, sw):
     D = Y - P
-    return 0.5 * _row_average(xp, D * D, sw).mean()
+    return 0.5 * _total(D * D, sw) / Y.shape[1]
 
 
 def poisson(xp, Y, P, sw):
     # xlogy(y, y / p): 0 where y == 0, without evaluating log(0)
     y_log = Y * xp.log(xp.where(Y > 0, Y, 1) / P)
-    return _row_average(xp, y_log - Y + P, sw).sum()
+    return _total(y_log - Y + P, sw)
 
 
 # out_activation_ -> (fastbp output activation, fastbp cost, reported loss)
