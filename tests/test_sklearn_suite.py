@@ -51,6 +51,16 @@ for _name in dir(_suite):
         globals()[_name] = _test
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_blas_thread():
+    """scikit-learn's tests fit tiny sets for thousands of epochs (test_n_iter_no_change_inf: 3,000), where
+    a second BLAS thread only adds synchronisation; on a loaded 2-core machine it made them several times slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.fixture
 def global_random_seed():
     """scikit-learn's conftest fixture, at its default seed."""

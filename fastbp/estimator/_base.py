@@ -14,8 +14,8 @@ in their place) count, as in scikit-learn.
 Same random_state, same model. With backend="numpy", every random draw is
 scikit-learn's, from the same RandomState in the same order: the initial
 weights (uniform ±√(6/(fan_in+fan_out)), ±√(2/…) for logistic, weights then
-biases layer by layer), one `sklearn.utils.shuffle` of the row indices per
-epoch, and the `train_test_split` of early stopping. The loss and the
+biases layer by layer), one shuffle of the row indices per epoch (the draw of
+`sklearn.utils.shuffle`), and the `train_test_split` of early stopping. The loss and the
 gradient are scikit-learn's too: the batch's weighted mean loss plus
 alpha/(2 Σw) ||W||², whose gradient adds alpha/Σw · W to the weights'
 (fastbp's weight decay, set per batch because the last batch may be short).
@@ -33,7 +33,7 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state, gen_batches, shuffle
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
@@ -291,7 +291,8 @@ class BaseFastBP(BaseEstimator, ABC):
         sizes = [self.coefs_[0].shape[0], *(c.shape[1] for c in self.coefs_)]
         output, cost, _ = OUTPUTS[self.out_activation_]
         net = self.__dict__.get("_net")
-        bk = get_backend(self.backend)
+        # resolving 'auto' probes for a GPU: not on every partial_fit or predict
+        bk = net.bk if net is not None and self.backend in ("auto", net.bk.name) else get_backend(self.backend)
         if (fresh or net is None or net.sizes != sizes or net.dtype != dtype or net.bk is not bk
                 or net.hidden_name != HIDDEN[self.activation] or net.output_name != output):
             net = self._net = Network(sizes, HIDDEN[self.activation], output, cost, "glorot", backend=bk, dtype=dtype)
@@ -342,10 +343,13 @@ class BaseFastBP(BaseEstimator, ABC):
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # sklearn.utils.shuffle's draw (RandomState.shuffle of arange(n)), without its
+                    # per-call validation, which costs more than an epoch of a small set
+                    sample_idx = sample_idx[self._random_state.permutation(n_samples)]
                     order = bk.asarray(sample_idx)  # one transfer per epoch; batches slice it on the device
                 accumulated = 0.0
-                for batch in gen_batches(n_samples, batch_size):
+                for start in range(0, n_samples, batch_size):
+                    batch = slice(start, min(start + batch_size, n_samples))  # gen_batches' slices
                     rows = order[batch] if self.shuffle else batch
                     n_rows = batch.stop - batch.start
                     if swd is None:
