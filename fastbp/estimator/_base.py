@@ -346,25 +346,8 @@ class BaseFastBP(BaseEstimator, ABC):
                     # sklearn.utils.shuffle's draw (RandomState.shuffle of arange(n)), without its
                     # per-call validation, which costs more than an epoch of a small set
                     sample_idx = sample_idx[self._random_state.permutation(n_samples)]
-                    order = bk.asarray(sample_idx)  # one transfer per epoch; batches slice it on the device
-                accumulated = 0.0
-                for start in range(0, n_samples, batch_size):
-                    batch = slice(start, min(start + batch_size, n_samples))  # gen_batches' slices
-                    rows = order[batch] if self.shuffle else batch
-                    n_rows = batch.stop - batch.start
-                    if swd is None:
-                        swb, sw_sum = None, n_rows
-                    else:
-                        swb = swd[rows]
-                        sw_sum = float(sample_weight[sample_idx[batch] if self.shuffle else batch].sum())
-                    Xb, Yb = Xd[rows], Yd[rows]
-                    net.forward(Xb, train=True)
-                    accumulated = accumulated + self._loss(net, Yb, swb, sw_sum) * n_rows
-                    net.backward(Xb, Yb, swb)
-                    solver.step(self.alpha / sw_sum)
-
+                self.loss_ = self._epoch(net, solver, Xd, Yd, swd, sample_weight, sample_idx, batch_size)
                 self.n_iter_ += 1
-                self.loss_ = float(accumulated) / n_samples
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
@@ -392,6 +375,28 @@ class BaseFastBP(BaseEstimator, ABC):
         if early_stopping:
             net.set_params(self._best_params)
 
+    def _epoch(self, net, solver, Xd, Yd, swd, sample_weight, sample_idx, batch_size):
+        """One pass in gen_batches' slices of the (shuffled) rows: forward, loss, BP1-BP4, step.
+        Returns the epoch's loss (scikit-learn's: the batch losses weighted by the batch sizes)."""
+        n_samples = Xd.shape[0]
+        order = net.bk.asarray(sample_idx) if self.shuffle else None  # one transfer per epoch
+        accumulated = 0.0  # on the device: one synchronisation per epoch
+        for start in range(0, n_samples, batch_size):
+            batch = slice(start, min(start + batch_size, n_samples))
+            rows = order[batch] if self.shuffle else batch
+            n_rows = batch.stop - batch.start
+            if swd is None:
+                swb, sw_sum = None, n_rows
+            else:
+                swb = swd[rows]
+                sw_sum = float(sample_weight[sample_idx[batch] if self.shuffle else batch].sum())
+            Xb, Yb = Xd[rows], Yd[rows]
+            net.forward(Xb, train=True)
+            accumulated = accumulated + self._loss(net, Yb, swb, sw_sum) * n_rows
+            net.backward(Xb, Yb, swb)
+            solver.step(self.alpha / sw_sum)  # the L2 term's gradient, alpha/Σw · W
+        return float(accumulated) / n_samples
+
     def _validation_split(self, X, Y, sample_weight):
         """scikit-learn's split: stratified on the (binarised) target of a
         single-output classifier, drawn from the same RandomState."""
@@ -401,9 +406,10 @@ class BaseFastBP(BaseEstimator, ABC):
             parts = train_test_split(*arrays, random_state=self._random_state, test_size=self.validation_fraction,
                                      stratify=stratify)
         except ValueError as exc:
-            if stratify is None:
+            message = None if stratify is None else self._stratify_error(Y, exc)
+            if message is None:
                 raise
-            raise ValueError(self._stratify_error(Y, exc)) from None
+            raise ValueError(message) from None
         X_tr, X_val, Y_tr, Y_val = parts[:4]
         sw_tr, sw_val = parts[4:] if sample_weight is not None else (None, None)
         if X_val.shape[0] < 2:
@@ -411,7 +417,8 @@ class BaseFastBP(BaseEstimator, ABC):
         return X_tr, X_val, Y_tr, self._validation_target(Y_val), sw_tr, sw_val
 
     def _stratify_error(self, Y, exc):
-        return str(exc)
+        """A clearer message for a failed stratified split, or None to keep scikit-learn's."""
+        return None
 
     def _validation_target(self, Y_val):
         return Y_val

@@ -126,6 +126,8 @@ class FastBPClassifier(ClassifierMixin, BaseFastBP):
         labels = self.classes_ if len(self.classes_) > 1 else self.classes_[:1]
         column = Y[:, 0]
         few = np.array([labels[-1] if v else labels[0] for v in (False, True) if 0 < np.count_nonzero(column == v) < 2])
+        if not len(few):
+            return None
         return (f"early_stopping: the validation split is stratified by class and needs at least 2 samples of each;"
                 f" too few of the label(s) {few}. ({exc})")
 
