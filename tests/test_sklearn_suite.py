@@ -19,8 +19,6 @@ from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_de
 
 from fastbp.estimator import FastBPClassifier, FastBPRegressor
 
-os.environ.setdefault("FASTBP_BACKEND", "numpy")  # backend='auto' in scikit-learn's tests: the CPU, as scikit-learn
-
 
 def _load_sklearn_test_mlp():
     path = os.path.join(os.path.dirname(sklearn.neural_network.__file__), "tests", "test_mlp.py")
@@ -52,12 +50,14 @@ for _name in dir(_suite):
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_blas_thread():
-    """scikit-learn's tests fit tiny sets for thousands of epochs (test_n_iter_no_change_inf: 3,000), where
-    a second BLAS thread only adds synchronisation; on a loaded 2-core machine it made them several times slower."""
+def numpy_and_one_blas_thread():
+    """backend='auto' in scikit-learn's tests means numpy, as the CPU is what scikit-learn runs on. One BLAS
+    thread: scikit-learn's tests fit tiny sets for thousands of epochs (test_n_iter_no_change_inf: 3,000), where
+    a second thread only adds synchronisation; on a loaded 2-core machine it made them several times slower."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
+    with pytest.MonkeyPatch.context() as mp, threadpool_limits(limits=1, user_api="blas"):
+        mp.setenv("FASTBP_BACKEND", "numpy")
         yield
 
 
