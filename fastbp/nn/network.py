@@ -166,7 +166,7 @@ class Network:
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
             z, a = rows.z[l], rows.a[l]
             if l == 0 and not isinstance(X, xp.ndarray):
-                z[...] = X @ W.T  # a scipy/cupyx sparse X: its own sparse × dense product
+                z[...] = X @ W.T  # a scipy/cupyx sparse X: matmul takes dense arrays only
             else:
                 xp.matmul(a_prev, W.T, out=z)
             xp.add(z, b, out=z)
@@ -209,7 +209,7 @@ class Network:
         if sample_weight is None:
             xp.multiply(delta, 1.0 / n, out=delta)  # C is the batch mean
         else:
-            xp.multiply(delta, (sample_weight / sample_weight.sum())[:, None], out=delta)
+            xp.multiply(delta, (sample_weight / sample_weight.sum())[:, None], out=delta)  # C = Σ w_i C_i / Σ w_i
 
         for l in range(L - 1, -1, -1):
             a_prev = X if l == 0 else fed[l - 1]
@@ -217,7 +217,7 @@ class Network:
             delta.sum(axis=0, out=self.grad_biases[l])
             # BP4: ∂C/∂W^l = δ^l (a^{l−1})ᵀ, summed over the batch as one GEMM
             if l == 0 and not isinstance(X, xp.ndarray):
-                self.grad_weights[0][...] = (X.T @ delta).T  # sparse X: sparseᵀ × dense
+                self.grad_weights[0][...] = (X.T @ delta).T  # sparse X: matmul takes dense arrays only
             else:
                 xp.matmul(delta.T, a_prev, out=self.grad_weights[l])
             if l == 0:
@@ -257,7 +257,8 @@ class Network:
 
     def loss(self, X, Y, sample_weight=None):
         """Mean cost over the rows of (X, Y), weighted by `sample_weight` if
-        given (Σ w_i C_i / Σ w_i), as a Python float."""
+        given (Σ w_i C_i / Σ w_i), as a Python float. The weighted form takes
+        the cost row by row: it is for gradient checks, not for training."""
         X = self.xp.asarray(X, dtype=self.dtype)
         Y = self.xp.asarray(Y, dtype=self.dtype)
         self.forward(X)
