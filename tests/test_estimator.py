@@ -140,6 +140,22 @@ def test_partial_fit_and_warm_start_continue_as_scikit_learn(iris):
     assert_same_model(ref, ours, 1e-10, 1e-12)
 
 
+def test_float32_gives_scikit_learns_model_to_float32_rounding(digits):
+    X, y = digits
+    X = X.astype(np.float32)
+    kw = dict(hidden_layer_sizes=(32,), max_iter=20, random_state=0)
+    ref, ours = quiet_fit(MLPClassifier(**kw), X, y), quiet_fit(FastBPClassifier(**kw, backend="numpy"), X, y)
+    for a, b in zip(ref.coefs_, ours.coefs_):
+        assert b.dtype == a.dtype == np.float32
+        assert np.abs(b - a).max() <= 1e-4 * np.abs(a).max()  # measured: 5e-7
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+
+
+def test_leaky_relu_is_fastbps_extra_activation(iris):
+    clf = quiet_fit(FastBPClassifier((8,), "leaky_relu", max_iter=100, learning_rate_init=0.01, **FAST), *iris)
+    assert clf._net.hidden_name == "leaky_relu" and clf.score(*iris) >= 0.9
+
+
 def test_float32_input_trains_in_float32_and_dtype_overrides(iris):
     X, y = iris
     clf = quiet_fit(FastBPClassifier((4,), max_iter=3, **FAST), X.astype(np.float32), y)
