@@ -154,6 +154,30 @@ class Sklearn:
         return None
 
 
+class FastbpEstimator(Sklearn):
+    """FastBPClassifier with the very parameters of the sklearn row, one epoch
+    per partial_fit call (the path fit takes, epoch by epoch): the one-line swap."""
+
+    modules = ("fastbp.estimator",)
+    backend = "numpy"
+
+    def __init__(self, spec):
+        from fastbp.estimator import FastBPClassifier
+
+        super().__init__(spec)
+        self.model = FastBPClassifier(**self.model.get_params(), backend=self.backend)
+
+
+class FastbpEstimatorCupy(FastbpEstimator):
+    modules = ("fastbp.estimator", "cupy")
+    backend = "cupy"
+
+    def gpu_peak_mb(self):
+        import cupy
+
+        return cupy.get_default_memory_pool().total_bytes() / 2**20
+
+
 class TorchCPU:
     """An nn.Linear stack; the data already float tensors on the device; a
     torch.randperm per epoch sliced into index batches (no DataLoader)."""
@@ -302,13 +326,15 @@ CONTENDERS = {
     "fastbp-numpy": FastbpNumpy,
     "fastbp-cupy": FastbpCupy,
     "sklearn": Sklearn,
+    "fastbp-estimator": FastbpEstimator,
+    "fastbp-estimator-cupy": FastbpEstimatorCupy,
     "torch-cpu": TorchCPU,
     "torch-cuda": TorchCUDA,
     "per-example": PerExample,
 }
 CEILINGS = {"gemm-numpy": GemmCeiling, "gemm-cupy": CupyGemmCeiling}  # reference rows, not contenders
 RUNNERS = {**CONTENDERS, **CEILINGS}
-GPU = ("fastbp-cupy", "torch-cuda", "gemm-cupy")
+GPU = ("fastbp-cupy", "torch-cuda", "gemm-cupy", "fastbp-estimator-cupy")
 
 
 def on_gpu(name):

@@ -9,7 +9,7 @@ README's "A training loop of your own"):
     Batches, evaluate              shuffled mini-batches; (cost, accuracy)
     save_checkpoint, load_checkpoint
     Trainer, train, build, load_config   the whole run from a config
-    FastBPClassifier               the scikit-learn estimator
+    FastBPClassifier, FastBPRegressor   the scikit-learn estimators
 """
 
 __version__ = "0.1.0"
@@ -33,6 +33,7 @@ _WHERE = {
     "Trainer": ("fastbp.train.trainer", "Trainer"),
     "train": ("fastbp.train.trainer", "train"),
     "FastBPClassifier": ("fastbp.estimator", "FastBPClassifier"),
+    "FastBPRegressor": ("fastbp.estimator", "FastBPRegressor"),
 }
 __all__ = list(_WHERE)
 

@@ -66,6 +66,10 @@ class Backend:
         """Is `exc` this device's out-of-memory error?"""
         raise NotImplementedError
 
+    def sparse_rows(self, X, dtype):
+        """A scipy sparse matrix as a CSR matrix of `dtype` on the device."""
+        raise NotImplementedError
+
     def sigmoid(self, z, out):
         """σ(z) = 1 / (1 + e^{-z}) into `out`, without overflow for large |z|."""
         raise NotImplementedError
@@ -114,6 +118,11 @@ class NumpyBackend(Backend):
 
     def is_out_of_memory(self, exc):
         return isinstance(exc, MemoryError)
+
+    def sparse_rows(self, X, dtype):
+        import scipy.sparse
+
+        return scipy.sparse.csr_matrix(X, dtype=dtype)
 
     def sigmoid(self, z, out):
         if z.size <= _EXPIT_MAX_SIZE:
@@ -236,6 +245,12 @@ class CupyBackend(Backend):
 
     def is_out_of_memory(self, exc):
         return isinstance(exc, self._cupy.cuda.memory.OutOfMemoryError)
+
+    def sparse_rows(self, X, dtype):
+        import cupyx.scipy.sparse
+        import scipy.sparse
+
+        return cupyx.scipy.sparse.csr_matrix(scipy.sparse.csr_matrix(X, dtype=dtype))
 
     def device_name(self):
         props = self._cupy.cuda.runtime.getDeviceProperties(self._cupy.cuda.Device().id)

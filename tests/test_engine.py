@@ -16,12 +16,59 @@ from fastbp.nn.network import Network
 
 
 # -- gradient checks -----------------------------------------------------------
-@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu", "leaky_relu"])
+@pytest.mark.parametrize("hidden", ["sigmoid", "tanh", "relu", "leaky_relu", "identity"])
 @pytest.mark.parametrize("output,cost", gradcheck.OUTPUT_COSTS)
 def test_backprop_matches_finite_differences(hidden, output, cost):
     for sizes, batch in [((5, 4, 3, 3), 7), ((3, 6, 2), 1), ((4, 3, 5, 2, 3), 12)]:
         err = gradcheck.check(hidden, output, cost, sizes, batch, seed=3)
         assert err < 1e-6, (hidden, output, cost, sizes, err)
+
+
+@pytest.mark.parametrize("output,cost", gradcheck.OUTPUT_COSTS)
+def test_sample_weighted_backprop_matches_finite_differences(output, cost):
+    for sizes, batch in [((5, 4, 3, 3), 7), ((3, 6, 2), 1)]:
+        err = gradcheck.check("tanh", output, cost, sizes, batch, seed=4, weighted=True)
+        assert err < 1e-6, (output, cost, sizes, err)
+
+
+def test_unit_sample_weights_give_the_unweighted_gradient_and_weights_scale_rows():
+    rng = np.random.default_rng(0)
+    net = Network([4, 5, 3], "relu", "softmax", "log_likelihood", dtype="float64")
+    X, Y = rng.standard_normal((6, 4)), np.eye(3)[rng.integers(0, 3, 6)]
+    plain = net.gradient(X, Y).copy()
+    assert np.allclose(net.gradient(X, Y, sample_weight=np.full(6, 2.5)), plain, rtol=1e-13, atol=1e-15)
+    # integer weights = repeated rows
+    w = np.array([1, 2, 0, 1, 3, 1.0])
+    rep = np.repeat(np.arange(6), w.astype(int))
+    assert np.allclose(net.gradient(X, Y, sample_weight=w), net.gradient(X[rep], Y[rep]), rtol=1e-12, atol=1e-15)
+
+
+def test_sparse_input_gives_the_dense_forward_and_gradient():
+    import scipy.sparse
+
+    rng = np.random.default_rng(1)
+    net = Network([6, 4, 2], "tanh", "sigmoid", "cross_entropy", dtype="float64")
+    X = rng.standard_normal((5, 6)) * (rng.random((5, 6)) < 0.4)
+    Y = rng.integers(0, 2, (5, 2)).astype(float)
+    dense_out, dense_g = net.forward(X).copy(), net.gradient(X, Y).copy()
+    for fmt in (scipy.sparse.csr_matrix, scipy.sparse.csr_array):
+        Xs = fmt(X)
+        assert np.allclose(net.forward(Xs), dense_out, rtol=1e-13)
+        assert np.allclose(net.gradient(Xs, Y), dense_g, rtol=1e-12, atol=1e-15)
+
+
+def test_adam_sklearn_step_by_hand():
+    net = Network([2, 2], "sigmoid", "identity", "quadratic", dtype="float64")
+    net.params[...] = 1.0
+    opt = optim.make("adam_sklearn", net, beta1=0.9, beta2=0.999, eps=1e-8)
+    for t in (1, 2):
+        net.grads[...] = 0.5
+        opt.step(0.01)
+    m = 0.9 * 0.05 + 0.05
+    v = 0.999 * 0.00025 + 0.00025
+    lr2 = 0.01 * math.sqrt(1 - 0.999**2) / (1 - 0.9**2)
+    step1 = 0.01 * math.sqrt(1 - 0.999) / (1 - 0.9) * 0.05 / (math.sqrt(0.00025) + 1e-8)
+    assert np.allclose(net.params, 1.0 - step1 - lr2 * m / (math.sqrt(v) + 1e-8), rtol=1e-14)
 
 
 def test_gradcheck_detects_a_wrong_gradient(monkeypatch):

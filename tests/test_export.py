@@ -93,16 +93,20 @@ def test_binary_logistic_output_and_class_labels_via_scikit_learns_mlp():
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_fastbp_classifier_exports(tmp_path):
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fastbp_classifier_exports(tmp_path, dtype):
+    """The model's dtype follows the data's, as in scikit-learn; the graph takes rows of it."""
     from fastbp import FastBPClassifier
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
-    clf = FastBPClassifier(hidden_layer_sizes=(32,), max_iter=5, random_state=0).fit(X, y + 10)
+    X = X.astype(dtype)
+    clf = FastBPClassifier(hidden_layer_sizes=(32,), max_iter=5, random_state=0, backend="numpy").fit(X, y + 10)
     out = tmp_path / "clf.onnx"
     export.export_estimator(clf, out)
-    proba, label = run_onnx(onnx.load(out), X[:300].astype(np.float32))
-    agree(proba, clf.predict_proba(X[:300]), "float32")
+    proba, label = run_onnx(onnx.load(out), X[:300])
+    agree(proba, clf.predict_proba(X[:300]), dtype)
     assert np.array_equal(label, clf.predict(X[:300])) and label.dtype == np.int64
 
 

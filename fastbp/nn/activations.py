@@ -84,7 +84,8 @@ class LeakyReLU:
 
 
 class Identity:
-    """σ(z) = z,  σ'(z) = 1: a linear output for regression."""
+    """σ(z) = z,  σ'(z) = 1: a linear output for regression, or a linear
+    hidden layer (a bottleneck, as scikit-learn's activation='identity')."""
 
     name = "identity"
 
@@ -97,6 +98,21 @@ class Identity:
     @staticmethod
     def backward(bk, delta, z, a, work):
         pass
+
+
+class Exp:
+    """σ(z) = e^z,  σ'(z) = e^z = a: the output of a Poisson regression (the
+    log link), where it pairs with the Poisson cost's simplified BP1."""
+
+    name = "exp"
+
+    @staticmethod
+    def forward(bk, z, out):
+        return bk.xp.exp(z, out=out)
+
+    @staticmethod
+    def backward(bk, delta, z, a, work):
+        bk.xp.multiply(delta, a, out=delta)
 
 
 class Softmax:
@@ -131,8 +147,8 @@ class Softmax:
         raise NotImplementedError("softmax has no elementwise derivative; pair it with log_likelihood")
 
 
-HIDDEN = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "leaky_relu": LeakyReLU}
-OUTPUT = {"sigmoid": Sigmoid, "softmax": Softmax, "identity": Identity, "tanh": Tanh, "relu": ReLU}
+HIDDEN = {"sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU, "leaky_relu": LeakyReLU, "identity": Identity}
+OUTPUT = {"sigmoid": Sigmoid, "softmax": Softmax, "identity": Identity, "tanh": Tanh, "relu": ReLU, "exp": Exp}
 
 
 def make(name, table, slope=0.01):

@@ -87,15 +87,38 @@ class LogLikelihoodCost:
         return bk.xp.subtract(a, y, out=out)  # simplified BP1: δ^L = a − y
 
 
-COSTS = {c.name: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost)}
+class PoissonCost:
+    """Half the Poisson deviance, C = Σ_j [y_j ln(y_j / a_j) − y_j + a_j]
+    (0 ln 0 = 0), with exp outputs a = e^z: scikit-learn's loss='poisson'.
+
+    BP1 simplifies: ∇_a C = 1 − y/a and σ'(z) = a, so δ^L = a − y. The cost
+    is taken from z (y ln y − y z − y + e^z), so a zero output never meets a log.
+    """
+
+    name = "poisson"
+    output = "exp"
+
+    @staticmethod
+    def fn(bk, z, a, y, act=None):
+        xp = bk.xp
+        y_ln_y = y * xp.log(xp.where(y > 0, y, 1))
+        return (y_ln_y - y * z - y + a).sum()
+
+    @staticmethod
+    def delta(bk, z, a, y, out, act, work):
+        return bk.xp.subtract(a, y, out=out)  # simplified BP1: δ^L = a − y
+
+
+COSTS = {c.name: c for c in (QuadraticCost, CrossEntropyCost, LogLikelihoodCost, PoissonCost)}
 
 # Output activation / cost pairs that fastbp accepts. The quadratic cost works
 # with any elementwise output; the two others need their matching output for
 # the simplified BP1 to hold.
 VALID_PAIRS = {
-    "quadratic": ("sigmoid", "identity", "tanh", "relu"),
+    "quadratic": ("sigmoid", "identity", "tanh", "relu", "exp"),
     "cross_entropy": ("sigmoid",),
     "log_likelihood": ("softmax",),
+    "poisson": ("exp",),
 }
 
 

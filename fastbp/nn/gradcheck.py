@@ -16,25 +16,27 @@ from .activations import HIDDEN
 from .costs import VALID_PAIRS
 from .network import Network, views
 
-# (output activation, cost) pairs: the four a user picks from in practice.
+# (output activation, cost) pairs: those a user picks from in practice
+# (exp + poisson is scikit-learn's MLPRegressor(loss='poisson')).
 OUTPUT_COSTS = [
     ("sigmoid", "quadratic"),
     ("sigmoid", "cross_entropy"),
     ("softmax", "log_likelihood"),
     ("identity", "quadratic"),
+    ("exp", "poisson"),
 ]
 
 
-def numerical_gradient(net, X, Y, h=1e-6):
-    """Central differences of the mean cost, one parameter at a time."""
+def numerical_gradient(net, X, Y, h=1e-6, sample_weight=None):
+    """Central differences of the (weighted) mean cost, one parameter at a time."""
     p = net.params
     g = np.empty(net.n_params)
     for i in range(net.n_params):
         old = float(p[i])
         p[i] = old + h
-        up = net.loss(X, Y)
+        up = net.loss(X, Y, sample_weight)
         p[i] = old - h
-        down = net.loss(X, Y)
+        down = net.loss(X, Y, sample_weight)
         p[i] = old
         g[i] = (up - down) / (2 * h)
     return g
@@ -53,8 +55,9 @@ def relative_error(net, g_bp, g_fd):
     return worst
 
 
-def check(hidden, output, cost, sizes=(5, 4, 3, 3), batch=7, seed=0, backend="numpy"):
-    """Relative error of backprop's gradient for one configuration (float64)."""
+def check(hidden, output, cost, sizes=(5, 4, 3, 3), batch=7, seed=0, backend="numpy", weighted=False):
+    """Relative error of backprop's gradient for one configuration (float64);
+    weighted=True checks the gradient of a sample-weighted mean cost."""
     rng = np.random.default_rng(seed)
     net = Network(sizes, hidden, output, cost, init="glorot", backend=backend, dtype="float64", seed=seed)
     # Non-zero biases so that no ReLU sits on its kink by construction.
@@ -64,11 +67,14 @@ def check(hidden, output, cost, sizes=(5, 4, 3, 3), batch=7, seed=0, backend="nu
         Y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], batch)]
     elif output == "sigmoid":
         Y = rng.uniform(0, 1, (batch, sizes[-1]))
+    elif output == "exp":
+        Y = rng.poisson(2.0, (batch, sizes[-1])).astype(float)  # counts, zeros included
     else:
         Y = rng.standard_normal((batch, sizes[-1]))
     X, Y = net.xp.asarray(X), net.xp.asarray(Y)
-    g_bp = net.bk.to_numpy(net.gradient(X, Y)).copy()
-    g_fd = numerical_gradient(net, X, Y)
+    w = net.xp.asarray(rng.uniform(0.0, 3.0, batch)) if weighted else None
+    g_bp = net.bk.to_numpy(net.gradient(X, Y, sample_weight=w)).copy()
+    g_fd = numerical_gradient(net, X, Y, sample_weight=w)
     return relative_error(net, g_bp, g_fd)
 
 

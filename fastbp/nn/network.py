@@ -87,9 +87,10 @@ class Network:
     """A fully connected feed-forward network.
 
     sizes      layer sizes, input first: [784, 100, 10]
-    hidden     hidden activation: sigmoid, tanh, relu, leaky_relu
-    output     output activation: sigmoid, softmax, identity (tanh, relu)
-    cost       quadratic, cross_entropy (sigmoid), log_likelihood (softmax)
+    hidden     hidden activation: sigmoid, tanh, relu, leaky_relu, identity
+    output     output activation: sigmoid, softmax, identity, exp (tanh, relu)
+    cost       quadratic, cross_entropy (sigmoid), log_likelihood (softmax),
+               poisson (exp)
     init       normal, normal_scaled, glorot, he
     backend    numpy, cupy, auto
     dtype      float32 (default) or float64
@@ -181,7 +182,10 @@ class Network:
         last = self.n_layers - 1
         for l, (W, b) in enumerate(zip(self.weights, self.biases)):
             z, a = rows.z[l], rows.a[l]
-            xp.matmul(a_prev, W.T, out=z)
+            if l == 0 and not isinstance(X, xp.ndarray):
+                z[...] = X @ W.T  # a scipy/cupyx sparse X: matmul takes dense arrays only
+            else:
+                xp.matmul(a_prev, W.T, out=z)
             xp.add(z, b, out=z)
             (self.output if l == last else self.hidden).forward(bk, z, a)
             a_prev = a
@@ -203,11 +207,14 @@ class Network:
         xp.multiply(mask, 1.0 / (1.0 - p), out=mask)  # inverted: E[a ⊙ mask] = a
         return xp.multiply(a, mask, out=dropped)
 
-    def backward(self, X, Y):
+    def backward(self, X, Y, sample_weight=None):
         """Backpropagate over the batch whose forward pass just ran.
 
         Fills `grads` (so grad_weights[l] = ∂C/∂W^l, grad_biases[l] = ∂C/∂b^l)
-        with the gradient of the mean cost over the n rows of X, Y.
+        with the gradient of the mean cost over the n rows of X, Y, or, given
+        `sample_weight` (n,) on the device, of the weighted mean
+        Σ_i w_i C_i / Σ_i w_i: the weights only scale the rows of δ^L.
+        X may be a scipy/cupyx sparse matrix (only layer 1 reads it).
         """
         xp, bk, n = self.xp, self.bk, X.shape[0]
         rows, L = self._buf[True].rows(n), self.n_layers
@@ -216,14 +223,20 @@ class Network:
         # BP1: δ^L = ∇_a C ⊙ σ'(z^L)  (a − y where the cost simplifies it)
         delta = rows.delta[L - 1]
         self.cost.delta(bk, rows.z[L - 1], rows.a[L - 1], Y, delta, self.output, rows.work[L - 1])
-        xp.multiply(delta, 1.0 / n, out=delta)  # C is the batch mean
+        if sample_weight is None:
+            xp.multiply(delta, 1.0 / n, out=delta)  # C is the batch mean
+        else:
+            xp.multiply(delta, (sample_weight / sample_weight.sum())[:, None], out=delta)  # C = Σ w_i C_i / Σ w_i
 
         for l in range(L - 1, -1, -1):
             a_prev = X if l == 0 else fed[l - 1]
             # BP3: ∂C/∂b^l = Σ_batch δ^l
             delta.sum(axis=0, out=self.grad_biases[l])
             # BP4: ∂C/∂W^l = δ^l (a^{l−1})ᵀ, summed over the batch as one GEMM
-            xp.matmul(delta.T, a_prev, out=self.grad_weights[l])
+            if l == 0 and not isinstance(X, xp.ndarray):
+                self.grad_weights[0][...] = (X.T @ delta).T  # sparse X: matmul takes dense arrays only
+            else:
+                xp.matmul(delta.T, a_prev, out=self.grad_weights[l])
             if l == 0:
                 break  # no δ for the input layer
             # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
@@ -235,10 +248,10 @@ class Network:
             delta = below
         return self.grads
 
-    def gradient(self, X, Y, dropout=True):
-        """∂C/∂params for the mean cost over (X, Y): forward, then backward."""
+    def gradient(self, X, Y, dropout=True, sample_weight=None):
+        """∂C/∂params for the (weighted) mean cost over (X, Y): forward, then backward."""
         self.forward(X, train=True, drop=dropout)
-        return self.backward(X, Y)
+        return self.backward(X, Y, sample_weight)
 
     # ------------------------------------------------------------------
     def feedforward(self, X, batch_size=4096):
@@ -259,12 +272,19 @@ class Network:
         """The cost summed over the rows of the last forward pass (a 0-d device array)."""
         return self.cost.fn(self.bk, self.z_out, self.a_out, Y, self.output)
 
-    def loss(self, X, Y):
-        """Mean cost over the rows of (X, Y), as a Python float."""
+    def loss(self, X, Y, sample_weight=None):
+        """Mean cost over the rows of (X, Y), weighted by `sample_weight` if
+        given (Σ w_i C_i / Σ w_i), as a Python float. The weighted form takes
+        the cost row by row: it is for gradient checks, not for training."""
         X = self.xp.asarray(X, dtype=self.dtype)
         Y = self.xp.asarray(Y, dtype=self.dtype)
         self.forward(X)
-        return float(self.batch_cost(Y)) / X.shape[0]
+        if sample_weight is None:
+            return float(self.batch_cost(Y)) / X.shape[0]
+        w = self.xp.asarray(sample_weight, dtype=self.dtype)
+        per_row = [float(self.cost.fn(self.bk, self.z_out[i : i + 1], self.a_out[i : i + 1], Y[i : i + 1], None))
+                   for i in range(X.shape[0])]
+        return float((w * self.xp.asarray(per_row, dtype=self.dtype)).sum() / w.sum())
 
     # ------------------------------------------------------------------
     def config(self):

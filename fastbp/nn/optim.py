@@ -152,7 +152,33 @@ class Adam(Optimizer):
         self.v[...] = self.xp.asarray(state["v"])
 
 
-OPTIMIZERS = {c.name: c for c in (Optimizer, Momentum, Nesterov, Adam)}
+class AdamSklearn(Adam):
+    """Adam as scikit-learn's MLP computes it: the bias corrections folded
+    into the step size and ε added to √v, not to √v̂:
+    p ← p − η_t m / (√v + ε),  η_t = η √(1−β2^t) / (1−β1^t).
+    The two forms differ only through ε; this one lets FastBPClassifier and
+    FastBPRegressor end with MLPClassifier's and MLPRegressor's weights."""
+
+    name = "adam_sklearn"
+
+    def _update(self, lr, p, g):
+        xp, m, v, w = self.xp, self.m, self.v, self.work
+        b1, b2, t = self.beta1, self.beta2, self.t
+        xp.multiply(m, b1, out=m)
+        xp.multiply(g, 1.0 - b1, out=w)
+        xp.add(m, w, out=m)
+        xp.multiply(g, g, out=w)
+        xp.multiply(w, 1.0 - b2, out=w)
+        xp.multiply(v, b2, out=v)
+        xp.add(v, w, out=v)
+        xp.sqrt(v, out=w)
+        xp.add(w, self.eps, out=w)
+        xp.divide(m, w, out=w)
+        xp.multiply(w, lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t), out=w)
+        xp.subtract(p, w, out=p)
+
+
+OPTIMIZERS = {c.name: c for c in (Optimizer, Momentum, Nesterov, Adam, AdamSklearn)}
 
 
 def make(name, net, **params):
