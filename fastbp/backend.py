@@ -89,6 +89,15 @@ class Backend:
         `name`'s whole update in one kernel (args: kernels.OPTIMIZER's), or None."""
         return None
 
+    def capture(self, fn):
+        """Record fn()'s device work once as a CUDA graph and return replay(),
+        which runs that work again with one launch; None where there are no
+        graphs (numpy). Only the device work is recorded: fn's Python is not
+        run again, so every scalar it passed a kernel (a learning rate, Adam's
+        step count) and every array it touched are fixed, and its inputs must
+        be refilled in place between replays."""
+        return None
+
     def set_tf32(self, on):
         """Let float32 matrix products run on the tensor cores in TF32 (inputs
         rounded to a 10-bit mantissa). Returns whether this backend has such a
@@ -300,6 +309,27 @@ class CupyBackend(Backend):
             f(_grid(p.size), (kernels.THREADS,), (p, g, np.int64(n_weights), np.int64(p.size), real(weight_decay), *args))
 
         return update
+
+    def capture(self, fn):
+        cp = self._cupy
+        # The graph writes its temporaries at the addresses they had while it was
+        # recorded: a pool of its own keeps other arrays from ever being put there.
+        pool, stream = cp.cuda.MemoryPool(), cp.cuda.Stream(non_blocking=True)
+        with cp.cuda.using_allocator(pool.malloc), stream:
+            fn()  # compiles every kernel, and sizes the pool, outside the recording
+            stream.synchronize()
+            cp.cuda.Device().synchronize()  # work queued on other streams lands first
+            stream.begin_capture()
+            try:
+                fn()
+            finally:
+                graph = stream.end_capture()
+
+        def replay():
+            graph.launch()  # on the current stream, ordered with the rest of the work
+
+        replay.pool = pool  # lives as long as the graph
+        return replay
 
     def set_tf32(self, on):
         # cuBLAS's compute type for float32 products (what CUPY_TF32=1 sets at start).
