@@ -90,12 +90,14 @@ class Backend:
         return None
 
     def capture(self, fn):
-        """Record fn()'s device work once as a CUDA graph and return replay(),
-        which runs that work again with one launch; None where there are no
-        graphs (numpy). Only the device work is recorded: fn's Python is not
-        run again, so every scalar it passed a kernel (a learning rate, Adam's
-        step count) and every array it touched are fixed, and its inputs must
-        be refilled in place between replays."""
+        """Run fn() once, then record its device work as a CUDA graph (recording
+        runs nothing) and return replay(), which runs that work with one launch;
+        None where there are no graphs (numpy). Only the device work is
+        recorded: fn's Python is not run again, so every scalar it passed a
+        kernel (a learning rate, Adam's step count) and every array it touched
+        are fixed, and its inputs must be refilled in place between replays.
+        Arrays made while recording live in the graph's memory: drop them
+        before replay."""
         return None
 
     def set_tf32(self, on):
@@ -312,23 +314,27 @@ class CupyBackend(Backend):
 
     def capture(self, fn):
         cp = self._cupy
-        # The graph writes its temporaries at the addresses they had while it was
-        # recorded: a pool of its own keeps other arrays from ever being put there.
         pool, stream = cp.cuda.MemoryPool(), cp.cuda.Stream(non_blocking=True)
-        with cp.cuda.using_allocator(pool.malloc), stream:
-            fn()  # compiles every kernel, and sizes the pool, outside the recording
+        cp.cuda.Device().synchronize()  # fn's inputs, written on other streams, land first
+        with stream:
+            fn()  # compiles every kernel, makes the buffers fn keeps, outside the recording
             stream.synchronize()
-            cp.cuda.Device().synchronize()  # work queued on other streams lands first
-            stream.begin_capture()
-            try:
-                fn()
-            finally:
+            # The graph writes its temporaries at the addresses they had while it was
+            # recorded: a pool of their own keeps other arrays from being put there.
+            with cp.cuda.using_allocator(pool.malloc):
+                stream.begin_capture()
+                try:
+                    fn()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        stream.end_capture()
+                    raise
                 graph = stream.end_capture()
 
         def replay():
             graph.launch()  # on the current stream, ordered with the rest of the work
 
-        replay.pool = pool  # lives as long as the graph
+        replay.pool = pool  # the temporaries' memory lives as long as the graph
         return replay
 
     def set_tf32(self, on):

@@ -85,6 +85,12 @@ class EmulatedCupy(NumpyBackend):
         self._cupy = SimpleNamespace(ndarray=np.ndarray)
         self.launches = []
 
+    def capture(self, fn):
+        """Like CupyBackend.capture: fn runs once and is recorded; a replay runs it again
+        (here its Python too: a real replay runs only the recorded device work)."""
+        fn()
+        return fn
+
     def function(self, source, name, dtype):
         assert name in kernels.SOURCES[source][1]
 

@@ -309,3 +309,49 @@ def test_estimator_on_the_gpu():
     X, y = load_digits(return_X_y=True)
     clf = FastBPClassifier(hidden_layer_sizes=(32,), max_iter=20, random_state=0, backend="cupy").fit(X[:1500], y[:1500])
     assert clf.score(X[1500:], y[1500:]) > 0.85
+
+
+def test_a_captured_step_replays_the_eager_step():
+    """backend.capture: a training step recorded as a CUDA graph, replayed on new batches
+    refilled in place, gives the weights of the same steps run eagerly (momentum, constant lr:
+    no scalar changes between steps)."""
+    bk = _bk()
+    nets = [Network([30, 20, 15, 4], hidden="relu", output="softmax", cost="log_likelihood", backend="cupy", seed=3)
+            for _ in range(2)]
+    opts = [optim.make("momentum", net) for net in nets]
+    x, y = bk.xp.empty((37, 30), np.float32), bk.xp.empty((37, 4), np.float32)
+    batches = [_data("float32") for _ in range(4)]
+    for X, Y in batches:
+        X += np.random.default_rng(len(X)).standard_normal(X.shape).astype(np.float32)
+
+    def step(net, opt):
+        net.gradient(x, y)
+        opt.step(0.05)
+
+    x[...], y[...] = bk.xp.asarray(batches[0][0]), bk.xp.asarray(batches[0][1])
+    replay = bk.capture(lambda: step(nets[1], opts[1]))  # one step run, then one recorded (not run)
+    step(nets[0], opts[0])
+    for X, Y in batches[1:]:
+        x[...], y[...] = bk.xp.asarray(X), bk.xp.asarray(Y)
+        step(nets[0], opts[0])
+        replay()
+    assert np.allclose(nets[0].get_params(), nets[1].get_params(), **TOL["float32"])
+    assert not np.allclose(nets[0].get_params(), Network([30, 20, 15, 4], backend="numpy", seed=3).get_params())
+
+
+def test_tf32_switch():
+    """TF32 rounds float32 products' inputs to 10 mantissa bits: off, a product is float32-exact
+    to ~1e-6; on, it differs from that by more, within TF32's ~1e-3. Off again restores."""
+    from fastbp.backend import CupyBackend
+
+    bk, rng = _bk(), np.random.default_rng()
+    if not isinstance(bk, CupyBackend):
+        pytest.skip("TF32 is the device's: FASTBP_EMULATE_GPU has none")
+    a, b = rng.standard_normal((512, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    ag, bg = bk.xp.asarray(a), bk.xp.asarray(b)
+    errs = []
+    for on in (False, True, False):
+        assert bk.set_tf32(on) is True
+        errs.append(_rel(bk.to_numpy(ag @ bg), ref))
+    assert errs[0] < 1e-5 and errs[2] < 1e-5 and 1e-5 < errs[1] < 3e-3, errs
