@@ -96,8 +96,8 @@ class Backend:
         recorded: fn's Python is not run again, so every scalar it passed a
         kernel (a learning rate, Adam's step count) and every array it touched
         are fixed, and its inputs must be refilled in place between replays.
-        Arrays made while recording live in the graph's memory: drop them
-        before replay."""
+        Arrays made while recording live in the graph's own memory, as long
+        as replay does, and each replay writes them again."""
         return None
 
     def set_tf32(self, on):

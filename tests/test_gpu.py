@@ -355,3 +355,22 @@ def test_tf32_switch():
         assert bk.set_tf32(on) is True
         errs.append(_rel(bk.to_numpy(ag @ bg), ref))
     assert errs[0] < 1e-5 and errs[2] < 1e-5 and 1e-5 < errs[1] < 3e-3, errs
+
+
+def test_epochs_with_a_graph_step_equal_epochs_without(tmp_path):
+    """loop.GraphStep: full batches replayed as one CUDA graph, the short last batch eager,
+    the schedule's learning rate changing every step: the same weights and metrics."""
+    from fastbp.train import build, loop
+
+    cfg = _cfg(tmp_path, "cupy", 'train.dtype="float64"', "train.batch_size=100", 'schedule.name="cosine"', "train.epochs=2")
+    results = []
+    for graphed in (False, True):
+        s = build.build(cfg)
+        assert s.batches.n_batches * 100 != s.data["train"].n  # a short last batch
+        graph, state = (loop.GraphStep(s.net, s.batches) if graphed else None), loop.TrainState()
+        for _ in range(2):
+            loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, state, graph=graph)
+            state.next_epoch()
+        results.append((s.net.get_params(), state.history, loop.evaluate(s.net, s.data["test"])))
+    assert np.allclose(results[0][0], results[1][0], **TOL["float64"])
+    assert results[0][2] == pytest.approx(results[1][2], rel=1e-9)

@@ -210,3 +210,27 @@ def test_fused_optimizer_step_is_the_unfused_step(name, dtype):
 
 def test_an_optimizer_no_kernel_knows_runs_unfused():
     assert EmulatedCupy().fused_update("adagrad") is None
+
+
+# -- loop.GraphStep's refusals (its replays: tests/test_gpu.py) ----------------------------
+def _setup(*sets):
+    from fastbp.train import build, config
+
+    return build.build(config.load(None, ['train.backend="numpy"', "output.plots=false", "output.grad_norms=false", *sets]))
+
+
+def test_a_graph_step_refuses_dropout():
+    from fastbp.train import loop
+
+    s = _setup("model.dropout=0.2")
+    with pytest.raises(ValueError, match="replays the same dropout masks every step"):
+        loop.GraphStep(s.net, s.batches)
+
+
+def test_a_graph_step_needs_a_backend_with_graphs():
+    from fastbp.train import loop
+
+    s = _setup()
+    _, x, y, _ = next(iter(s.batches.epoch(0)))
+    with pytest.raises(ValueError, match="backend numpy has no CUDA graphs"):
+        loop.GraphStep(s.net, s.batches)(x, y)

@@ -93,11 +93,13 @@ class _NoProgress:
         return False
 
 
-def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None):
+def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None, graph=None):
     """Train on the rest of epoch `state.epoch` (from batch `state.batch`),
     updating `state`. Returns True when the epoch is done, or False as soon as
     should_stop() says so between two batches (state then says where to go on).
-    Raises TrainingDiverged on a non-finite loss."""
+    Raises TrainingDiverged on a non-finite loss. `graph`, a GraphStep of
+    this net and these batches, replays each full batch's forward, cost and
+    backward as one CUDA graph."""
     bk, epoch = net.bk, state.epoch
     net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=batches.batch_size)
     check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
@@ -106,14 +108,19 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     progress.start_epoch(epoch, state.batch)
     step = opt.step
     for b, x, y, labels in batches.epoch(epoch, start=state.batch):
-        a = net.forward(x, train=True)
-        batch_loss = net.batch_cost(y)
+        graphed = graph is not None and len(labels) == graph.rows
+        if graphed:
+            a, batch_loss = graph(x, y)  # the three calls below and backward, as one launch
+        else:
+            a = net.forward(x, train=True)
+            batch_loss = net.batch_cost(y)
         loss_sum = loss_sum + batch_loss
         correct = correct + (a.argmax(axis=1) == labels).sum()
         seen += len(labels)
         if check_each and not math.isfinite(batch_loss):
             _diverged(epoch, b)
-        net.backward(x, y)
+        if not graphed:
+            net.backward(x, y)
         if clip_norm:
             clip_gradient(net, clip_norm)
         step(lr_at(state.step))
@@ -131,6 +138,37 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     if not math.isfinite(state.loss_sum):
         _diverged(epoch, batches.n_batches - 1)
     return True
+
+
+class GraphStep:
+    """A full batch's forward pass, batch cost and backward pass, recorded once
+    as a CUDA graph (backend.capture) and then replayed for every full batch of
+    `batches`: one launch instead of one per operation. The optimiser step
+    stays outside, so that the learning rate and Adam's step count can change.
+    The replay reads the batch from Batches' own buffers, which it refills in
+    place; a short last batch runs as usual. Dropout draws new masks each step,
+    which a replay cannot: it is refused."""
+
+    def __init__(self, net, batches):
+        if net.dropout:
+            raise ValueError("a CUDA graph replays the same dropout masks every step: train without one, or without dropout")
+        self.net, self.rows, self.replay = net, batches.batch_size, None
+
+    def __call__(self, x, y):
+        """(a^L, the batch's summed cost) for the batch in x, y; net.grads filled."""
+        if self.replay is None:
+            net = self.net
+
+            def step():
+                self.a = net.forward(x, train=True)
+                self.loss = net.batch_cost(y)
+                net.backward(x, y)
+
+            self.replay = net.bk.capture(step)
+            if self.replay is None:
+                raise ValueError(f"backend {net.bk.name} has no CUDA graphs")
+        self.replay()  # also the first time: recording computed nothing, self.loss is its array
+        return self.a, self.loss
 
 
 def _diverged(epoch, batch):
