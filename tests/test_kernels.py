@@ -1,6 +1,7 @@
 """The fused GPU kernels (fastbp/kernels.py), checked without a GPU:
 
-- every source compiles with NVRTC for the H200 (compute_90), in float32 and
+- every source compiles with NVRTC for the H200 (compute_90 PTX, and sm_90 machine code
+  as cupy builds it, with no spills or stack frame), in float32 and
   float64 (skipped where cupy's NVRTC binding cannot be imported: CI does not
   install it);
 - each numpy reference computes what fastbp's unfused code computes;
@@ -32,19 +33,37 @@ def _nvrtc():
     return nvrtc
 
 
+def _compile(nvrtc, name, dtype, options):
+    body, _ = kernels.SOURCES[name]
+    prog = nvrtc.createProgram(kernels.source(body, dtype), f"{name}.cu", [], [])
+    try:
+        nvrtc.compileProgram(prog, [*options, *kernels.OPTIONS])
+    except nvrtc.NVRTCError:
+        pytest.fail(f"{name} ({dtype}) does not compile with {options}:\n{nvrtc.getProgramLog(prog)}")
+    return prog
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", sorted(kernels.SOURCES))
 def test_kernel_compiles_for_the_h200(name, dtype):
     nvrtc = _nvrtc()
-    body, functions = kernels.SOURCES[name]
-    prog = nvrtc.createProgram(kernels.source(body, dtype), f"{name}.cu", [], [])
-    try:
-        nvrtc.compileProgram(prog, ["-arch=compute_90", *kernels.OPTIONS])
-    except nvrtc.NVRTCError:
-        pytest.fail(f"{name} ({dtype}) does not compile:\n{nvrtc.getProgramLog(prog)}")
-    ptx = nvrtc.getPTX(prog).decode()
-    for f in functions:
+    ptx = nvrtc.getPTX(_compile(nvrtc, name, dtype, ["-arch=compute_90"])).decode()
+    for f in kernels.SOURCES[name][1]:
         assert f".entry {f}(" in ptx, f"{name}: no kernel {f} in the PTX"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(kernels.SOURCES))
+def test_kernel_machine_code_keeps_to_registers(name, dtype):
+    """As cupy builds it on an H200 (sm_90 machine code, -ftz=true): no spills, no stack
+    frame (an array indexed at run time would put one in local memory)."""
+    nvrtc = _nvrtc()
+    prog = _compile(nvrtc, name, dtype, ["-arch=sm_90", "-ftz=true", "--ptxas-options=-v"])
+    assert len(nvrtc.getCUBIN(prog)) > 0
+    report = [line for line in nvrtc.getProgramLog(prog).splitlines() if "bytes stack frame" in line]
+    assert len(report) == len(kernels.SOURCES[name][1]), report
+    for line in report:
+        assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in line, line
 
 
 def test_a_broken_kernel_fails_to_compile():
