@@ -30,7 +30,7 @@ export PYTHONUNBUFFERED=1 FASTBP_DATA="${FASTBP_DATA:-$PWD/data}" PYTHONPATH="$P
 export CUPY_CACHE_DIR="$WORK/cupy-cache" FASTBP_BENCH_SETTLE="${FASTBP_BENCH_SETTLE:-0.05}"
 [ -f .gpu/cupy-cache.tar ] && tar xf .gpu/cupy-cache.tar -C "$WORK"
 mkdir -p "$CUPY_CACHE_DIR" "$WORK/bench"
-PY=python3
+PY="${PYTHON:-python3}"  # the device image's python3 holds cupy and torch
 
 if [ "$QUICK" = 1 ]; then
     quick=(--quick --reps 2); steps=(--quick --steps 5)

@@ -4,6 +4,7 @@ limit). Where a GPU is usable this would be the real session: run that by hand."
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.skipif(cupy_usable(), reason="a GPU is here: run benchm
 def session(tmp_path, **env):
     out = tmp_path / "out"
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_session.sh")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "QUICK": "1", "OUT": str(out), **env})
+                          timeout=300, env={**os.environ, "QUICK": "1", "OUT": str(out), "PYTHON": sys.executable, **env})
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out, (out / "timing.txt").read_text()
 
