@@ -7,7 +7,7 @@
 #   summary.md        each benchmark case's table, appended as soon as the case is done
 #   bench-log.txt     the benchmark runs' full output
 #   results.tar       every JSON, Markdown and PNG written, appended case by case
-#   cupy-cache.tar    cupy's compiled kernels: carry it into the next call (below)
+#   cupy-cache.tgz    cupy's compiled kernels: carry it into the next call (below)
 #   timing.txt        each part's exit code and seconds
 #
 # Before the first call, here:
@@ -15,7 +15,7 @@
 #   QUICK=1 OUT=/tmp/gpu-dry bash benchmarks/gpu_session.sh     # the script itself, on any machine
 # The call (device tool):
 #   run(command="BUDGET=400 bash benchmarks/gpu_session.sh", carry=["data"], timeout_s=420)
-# Before a second call, here: mkdir -p .gpu && cp <files_at>/cupy-cache.tar .gpu/ &&
+# Before a second call, here: mkdir -p .gpu && cp <files_at>/cupy-cache.tgz .gpu/ &&
 #   echo /.gpu/ >> .git/info/exclude; then carry=["data", ".gpu"]: compiled kernels are reused.
 #   PARTS picks what runs, in order (default: all): e.g. PARTS="tests sweeps" BUDGET=280.
 set -uo pipefail
@@ -28,7 +28,7 @@ mkdir -p "$OUT"
 WORK="$(mktemp -d /tmp/fastbp-gpu-work.XXXXXX)"  # outside $OUT: only 8 files come back
 export PYTHONUNBUFFERED=1 FASTBP_DATA="${FASTBP_DATA:-$PWD/data}" PYTHONPATH="$PWD" MPLBACKEND=Agg
 export CUPY_CACHE_DIR="$WORK/cupy-cache" FASTBP_BENCH_SETTLE="${FASTBP_BENCH_SETTLE:-0.05}"
-[ -f .gpu/cupy-cache.tar ] && tar xf .gpu/cupy-cache.tar -C "$WORK"
+[ -f .gpu/cupy-cache.tgz ] && tar xzf .gpu/cupy-cache.tgz -C "$WORK"
 mkdir -p "$CUPY_CACHE_DIR" "$WORK/bench"
 PY="${PYTHON:-python3}"  # the device image's python3 holds cupy and torch
 
@@ -38,8 +38,14 @@ else
     quick=(--reps 5); steps=(--steps 200 --tf32)
 fi
 
-save_cache() { tar cf "$OUT/cupy-cache.tar" -C "$WORK" cupy-cache 2>/dev/null; }
-finish() { save_cache; rm -rf "$WORK"; echo "total: ${SECONDS}s of ${BUDGET}s" >> "$OUT/timing.txt"; ls -l "$OUT"; }
+# Compressed: a file over 16 MiB would not come back.
+save_cache() { tar czf "$OUT/cupy-cache.tgz" -C "$WORK" cupy-cache 2>/dev/null; }
+finish() {
+    save_cache
+    rm -rf "$WORK"
+    echo "total: ${SECONDS}s of ${BUDGET}s; cupy-cache.tgz $(du -k "$OUT/cupy-cache.tgz" | cut -f1) KiB" >> "$OUT/timing.txt"
+    ls -l "$OUT"
+}
 trap finish EXIT
 
 # part NAME LIMIT LOG CMD...: CMD under a timeout of LIMIT seconds, cut to what the budget has

@@ -26,7 +26,7 @@ def session(tmp_path, **env):
 def test_gpu_parts_say_they_did_not_run(tmp_path):
     out, timing = session(tmp_path, PARTS="machine tests breakdown bogus", BUDGET="120")
     files = sorted(p.name for p in out.iterdir())
-    assert len(files) <= 8 and {"machine.txt", "gpu-tests.txt", "breakdown.txt", "cupy-cache.tar", "timing.txt"} <= set(files)
+    assert len(files) <= 8 and {"machine.txt", "gpu-tests.txt", "breakdown.txt", "cupy-cache.tgz", "timing.txt"} <= set(files)
     assert "gpu tests: NOT RUN, cupy is not usable here" in (out / "gpu-tests.txt").read_text()
     assert "gpu_breakdown: nothing to measure" in (out / "breakdown.txt").read_text()
     assert "machine: exit 0" in timing and "unknown part bogus" in timing and "total: " in timing
