@@ -14,8 +14,8 @@ microseconds per step:
                 (the rest, host_loop, is the batch gather, metrics and Python)
   step          forward + cost + backward + optimiser step on one fixed batch,
                 `--steps` times between two synchronizes
-  epoch_graph   whole epochs again, each full batch's forward, cost and
-                backward replayed as one CUDA graph (loop.GraphStep)
+  epoch_graph   whole epochs again, each full batch's forward, cost, running
+                sums and backward replayed as one CUDA graph (loop.GraphStep)
   graph         the same step recorded once as a CUDA graph (backend.capture)
                 and replayed `--steps` times: the device's own time, with no
                 host in the way (None if recording failed, with the reason)

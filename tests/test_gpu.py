@@ -360,7 +360,7 @@ def test_tf32_switch():
 
 def test_epochs_with_a_graph_step_equal_epochs_without(tmp_path):
     """loop.GraphStep: full batches replayed as one CUDA graph, the short last batch eager,
-    the schedule's learning rate changing every step: the same weights and metrics."""
+    the schedule's learning rate changing every step: the same weights and running metrics."""
     from fastbp.train import build, loop
 
     cfg = _cfg(tmp_path, "cupy", 'train.dtype="float64"', "train.batch_size=100", 'schedule.name="cosine"', "train.epochs=2")
@@ -369,9 +369,12 @@ def test_epochs_with_a_graph_step_equal_epochs_without(tmp_path):
         s = build.build(cfg)
         assert s.batches.n_batches * 100 != s.data["train"].n  # a short last batch
         graph, state = (loop.GraphStep(s.net, s.batches) if graphed else None), loop.TrainState()
+        sums = []
         for _ in range(2):
             loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, state, graph=graph)
+            sums += [state.loss_sum, state.correct, state.seen]
             state.next_epoch()
-        results.append((s.net.get_params(), state.history, loop.evaluate(s.net, s.data["test"])))
+        results.append((s.net.get_params(), sums, loop.evaluate(s.net, s.data["test"])))
     assert np.allclose(results[0][0], results[1][0], **TOL["float64"])
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-9) and results[0][1][4] > results[0][1][1] > 0  # it learnt
     assert results[0][2] == pytest.approx(results[1][2], rel=1e-9)
