@@ -107,9 +107,10 @@ for p in $PARTS; do
         done
         ;;
     sweeps)
-        # The GPU-vs-CPU crossover curves: the GPU contenders and fastbp-numpy only.
+        # The GPU-vs-CPU crossover curves: the GPU contenders and fastbp-numpy only
+        # (SWEEP_CONTENDERS=fastbp-cupy,torch-cuda leaves the CPU out, for time).
         for c in sweep-batch sweep-width; do
-            bench "$c" 150 "$c" --contenders fastbp-cupy,torch-cuda,fastbp-numpy
+            bench "$c" 150 "$c" --contenders "${SWEEP_CONTENDERS:-fastbp-cupy,torch-cuda,fastbp-numpy}"
         done
         ;;
     *) echo "unknown part $p (choose from: machine tests breakdown core sweeps)" | tee -a "$OUT/timing.txt" ;;
