@@ -400,9 +400,13 @@ class _FusedLayers:
                                                        (z, b, a, log_norm, np.int64(rows), np.int64(cols)))
             self.output.log_norm = log_norm  # what activations.Softmax leaves for the cost
             return a
+        act = self.output if last else self.hidden
+        if z.size >= 2**31:  # past the kernel's 32-bit column arithmetic
+            self.bk.xp.add(z, b, out=z)
+            return act.forward(self.bk, z, a)
         code, slope = (self.output_code, self.output_slope) if last else (self.hidden_code, self.hidden_slope)
         f("bias_activation", "bias_activation", z.dtype)(
-            _grid(z.size), (self.k.THREADS,), (z, b, a, np.int32(code), real(slope), np.int64(z.shape[1]), np.int64(z.size)))
+            _grid(z.size), (self.k.THREADS,), (z, b, a, np.int32(code), real(slope), np.uint32(z.shape[1]), np.int64(z.size)))
         return a
 
     def output_delta(self, z, a, y, delta, work, scale):

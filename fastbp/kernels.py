@@ -62,13 +62,15 @@ __device__ __forceinline__ real sigma(int act, real z, real slope) {
     }
 }
 
-// σ'(z), written in a = σ(z) where that is cheaper (activations.py likewise).
-__device__ __forceinline__ real sigma_prime(int act, real z, real a, real slope) {
+// σ'(z_i), written in a_i = σ(z_i) where that is cheaper (activations.py
+// likewise). It takes the arrays, not the values, so that z is read only by
+// leaky_relu, the one σ' that needs it: a pass over memory fewer for the rest.
+__device__ __forceinline__ real sigma_prime(int act, const real* z, const real* a, long long i, real slope) {
     switch (act) {
-    case ACT_SIGMOID: return a * ((real)1 - a);
-    case ACT_TANH: return (real)1 - a * a;
-    case ACT_RELU: return a > (real)0 ? (real)1 : (real)0;
-    case ACT_LEAKY_RELU: return z > (real)0 ? (real)1 : slope;
+    case ACT_SIGMOID: return a[i] * ((real)1 - a[i]);
+    case ACT_TANH: return (real)1 - a[i] * a[i];
+    case ACT_RELU: return a[i] > (real)0 ? (real)1 : (real)0;
+    case ACT_LEAKY_RELU: return z[i] > (real)0 ? (real)1 : slope;
     default: return (real)1;
     }
 }
@@ -104,10 +106,12 @@ def sigma_prime_reference(act, z, a, slope):
 BIAS_ACTIVATION = ACTIVATION + r"""
 // After z = a^{l−1} (W^l)ᵀ (cuBLAS): z ← z + b (b broadcast over the rows),
 // a = σ(z). One pass that writes both z (BP2 and the cost read it) and a.
+// The column is a 32-bit remainder (a 64-bit one is a long subroutine): the
+// backend launches this only for n < 2^31.
 extern "C" __global__ void bias_activation(real* z, const real* b, real* a, int act, real slope,
-                                           long long cols, long long n) {
+                                           unsigned int cols, long long n) {
     GRID_STRIDE(i, n) {
-        real zi = z[i] + b[i % cols];
+        real zi = z[i] + b[(unsigned int)i % cols];
         z[i] = zi;
         a[i] = sigma(act, zi, slope);
     }
@@ -171,7 +175,7 @@ OUTPUT_DELTA = ACTIVATION + r"""
 extern "C" __global__ void output_delta(const real* z, const real* a, const real* y, real* delta,
                                         int act, real slope, real scale, long long n) {
     GRID_STRIDE(i, n) {
-        delta[i] = (a[i] - y[i]) * sigma_prime(act, z[i], a[i], slope) * scale;
+        delta[i] = (a[i] - y[i]) * sigma_prime(act, z, a, i, slope) * scale;
     }
 }
 """
@@ -187,7 +191,7 @@ ACTIVATION_GRAD = ACTIVATION + r"""
 extern "C" __global__ void activation_grad(real* delta, const real* z, const real* a, int act,
                                            real slope, long long n) {
     GRID_STRIDE(i, n) {
-        delta[i] *= sigma_prime(act, z[i], a[i], slope);
+        delta[i] *= sigma_prime(act, z, a, i, slope);
     }
 }
 """

@@ -42,7 +42,7 @@ def _check_args(name, args, real):
     for a pointer, else a numpy scalar of the parameter's type."""
     types = SIGNATURES[name]
     assert len(args) == len(types), f"{name}: {len(args)} arguments for {len(types)} parameters"
-    want = {"real": real, "int": np.int32, "long long": np.int64}
+    want = {"real": real, "int": np.int32, "unsigned int": np.uint32, "long long": np.int64}
     for i, (arg, ctype) in enumerate(zip(args, types)):
         if ctype.endswith("*"):
             assert isinstance(arg, np.ndarray) and arg.dtype == real and arg.flags.c_contiguous, f"{name} argument {i}"
