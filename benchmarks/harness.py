@@ -34,7 +34,7 @@ from importlib import metadata
 from pathlib import Path
 
 
-SETTLE = 0.2
+SETTLE = float(os.environ.get("FASTBP_BENCH_SETTLE", "0.2"))  # gpu_session.sh shortens it: no BLAS threads spin on a GPU
 
 
 class WorkerError(RuntimeError):

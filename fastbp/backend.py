@@ -81,6 +81,35 @@ class Backend:
         """Facts for `fastbp info`, run summaries and benchmark reports."""
         raise NotImplementedError
 
+    # Fused kernels (kernels.py). A network and an optimiser ask once, when they
+    # are made; None means: run the unfused code, the reference (numpy's fast path).
+    def fused_layers(self, hidden, output, cost):
+        """An object doing the network's elementwise stages (bias + σ, BP1's δ^L,
+        BP2's ⊙ σ') in one kernel each, or None."""
+        return None
+
+    def fused_update(self, name):
+        """A callable(p, g, n_weights, weight_decay, *args) doing optimiser
+        `name`'s whole update in one kernel (args: kernels.OPTIMIZER's), or None."""
+        return None
+
+    def capture(self, fn):
+        """Run fn() once, then record its device work as a CUDA graph (recording
+        runs nothing) and return replay(), which runs that work with one launch;
+        None where there are no graphs (numpy). Only the device work is
+        recorded: fn's Python is not run again, so every scalar it passed a
+        kernel (a learning rate, Adam's step count) and every array it touched
+        are fixed, and its inputs must be refilled in place between replays.
+        Arrays made while recording live in the graph's own memory, as long
+        as replay does, and each replay writes them again."""
+        return None
+
+    def set_tf32(self, on):
+        """Let float32 matrix products run on the tensor cores in TF32 (inputs
+        rounded to a 10-bit mantissa). Returns whether this backend has such a
+        mode: only a GPU does."""
+        return False
+
 
 class NumpyBackend(Backend):
     name = "numpy"
@@ -224,6 +253,10 @@ class CupyBackend(Backend):
         self.xp = cupy
         self._cupy = cupy
         self._expit = cupyx.scipy.special.expit
+        # FASTBP_FUSED=0 runs the unfused ufuncs on the GPU too: to measure the
+        # kernels' gain, or to rule them out.
+        self.fused = os.environ.get("FASTBP_FUSED", "1") != "0"
+        self._functions = {}
 
     def to_numpy(self, a):
         return self._cupy.asnumpy(a)
@@ -261,7 +294,153 @@ class CupyBackend(Backend):
         info = {"backend": self.name, "device": self.device_name()}
         info["cuda_runtime"] = self._cupy.cuda.runtime.runtimeGetVersion()
         info["cupy"] = self._cupy.__version__
+        info["fused_kernels"] = self.fused
         return info
+
+    def function(self, source, name, dtype):
+        """Kernel `name` of kernels.SOURCES[source], compiled for dtype once."""
+        key = (source, name, np.dtype(dtype).name)
+        f = self._functions.get(key)
+        if f is None:
+            from . import kernels
+
+            module = self._cupy.RawModule(code=kernels.source(kernels.SOURCES[source][0], dtype), options=kernels.OPTIONS)
+            f = self._functions[key] = module.get_function(name)
+        return f
+
+    def fused_layers(self, hidden, output, cost):
+        return _FusedLayers.make(self, hidden, output, cost) if self.fused else None
+
+    def fused_update(self, name):
+        from . import kernels
+
+        fname = kernels.OPTIMIZER_KERNELS.get(name) if self.fused else None
+        if fname is None:
+            return None
+        ndarray = self._cupy.ndarray
+
+        def update(p, g, n_weights, weight_decay, *args):
+            real = p.dtype.type
+            args = [a if isinstance(a, ndarray) else real(a) for a in args]
+            f = self.function("optimizer", fname, p.dtype)
+            f(_grid(p.size), (kernels.THREADS,), (p, g, np.int64(n_weights), np.int64(p.size), real(weight_decay), *args))
+
+        return update
+
+    def capture(self, fn):
+        cp = self._cupy
+        pool, stream = cp.cuda.MemoryPool(), cp.cuda.Stream(non_blocking=True)
+        cp.cuda.Device().synchronize()  # fn's inputs, written on other streams, land first
+        with stream:
+            fn()  # compiles every kernel, makes the buffers fn keeps, outside the recording
+            stream.synchronize()
+            # The graph writes its temporaries at the addresses they had while it was
+            # recorded: a pool of their own keeps other arrays from being put there.
+            with cp.cuda.using_allocator(pool.malloc):
+                stream.begin_capture()
+                try:
+                    fn()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        stream.end_capture()
+                    raise
+                graph = stream.end_capture()
+
+        def replay():
+            graph.launch()  # on the current stream, ordered with the rest of the work
+
+        replay.pool = pool  # the temporaries' memory lives as long as the graph
+        return replay
+
+    def set_tf32(self, on):
+        # cuBLAS's compute type for float32 products (what CUPY_TF32=1 sets at start).
+        from cupy._core import _routines_linalg as linalg
+
+        linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if on else linalg.COMPUTE_TYPE_DEFAULT)
+        return True
+
+
+def _grid(n):
+    """Blocks for a grid-stride kernel over n elements (at least one: a launch of none fails)."""
+    from .kernels import THREADS
+
+    return (max(1, min(-(-n // THREADS), 65535)),)
+
+
+class _FusedLayers:
+    """The network's elementwise stages as one kernel each (kernels.py), on
+    cupy. Network.forward and backward call these next to the equations they
+    compute; an input a kernel cannot take (a target of another dtype, say)
+    goes through the unfused code instead."""
+
+    @classmethod
+    def make(cls, bk, hidden, output, cost):
+        """None when a kernel lacks one of the three (a new activation, say)."""
+        from . import kernels
+
+        codes = kernels.ACTIVATIONS
+        softmax = output.name == "softmax"
+        if hidden.name not in codes or not (softmax or output.name in codes):
+            return None
+        if kernels.SIMPLIFIED_COSTS.get(cost.name) == output.name:
+            delta_code = codes["identity"]  # σ' cancels: δ^L = a − y
+        elif cost.name == "quadratic" and output.name in codes:
+            delta_code = codes[output.name]
+        else:
+            return None
+        return cls(bk, hidden, output, cost, softmax, delta_code)
+
+    def __init__(self, bk, hidden, output, cost, softmax, delta_code):
+        from . import kernels
+
+        self.bk, self.k = bk, kernels
+        self.hidden, self.output, self.cost, self.softmax = hidden, output, cost, softmax
+        self.hidden_code = kernels.ACTIVATIONS[hidden.name]
+        self.output_code = None if softmax else kernels.ACTIVATIONS[output.name]
+        self.delta_code = delta_code
+        self.hidden_slope = getattr(hidden, "slope", 0.0)
+        self.output_slope = getattr(output, "slope", 0.0)
+        self._log_norm = None
+
+    def bias_activation(self, z, b, a, last):
+        """z ← z + b, a = σ(z): kernels.BIAS_ACTIVATION, or BIAS_SOFTMAX for a softmax output."""
+        real, f = z.dtype.type, self.bk.function
+        if last and self.softmax:
+            rows, cols = z.shape
+            if self._log_norm is None or self._log_norm.shape[0] < rows or self._log_norm.dtype != z.dtype:
+                self._log_norm = self.bk.xp.empty((rows, 1), z.dtype)
+            log_norm = self._log_norm[:rows]
+            blocks = max(1, -(-rows // self.k.ROWS_PER_BLOCK))
+            f("bias_softmax", "bias_softmax", z.dtype)((blocks,), (32 * self.k.ROWS_PER_BLOCK,),
+                                                       (z, b, a, log_norm, np.int64(rows), np.int64(cols)))
+            self.output.log_norm = log_norm  # what activations.Softmax leaves for the cost
+            return a
+        act = self.output if last else self.hidden
+        if z.size >= 2**31:  # past the kernel's 32-bit column arithmetic
+            self.bk.xp.add(z, b, out=z)
+            return act.forward(self.bk, z, a)
+        code, slope = (self.output_code, self.output_slope) if last else (self.hidden_code, self.hidden_slope)
+        f("bias_activation", "bias_activation", z.dtype)(
+            _grid(z.size), (self.k.THREADS,), (z, b, a, np.int32(code), real(slope), np.uint32(z.shape[1]), np.int64(z.size)))
+        return a
+
+    def output_delta(self, z, a, y, delta, work, scale):
+        """BP1, δ^L = ∇_a C ⊙ σ'(z^L) · scale: kernels.OUTPUT_DELTA."""
+        if y.dtype != z.dtype or y.shape != z.shape or not isinstance(y, self.bk.xp.ndarray) or not y.flags.c_contiguous:
+            self.cost.delta(self.bk, z, a, y, delta, self.output, work)
+            return self.bk.xp.multiply(delta, scale, out=delta)
+        real = z.dtype.type
+        self.bk.function("output_delta", "output_delta", z.dtype)(
+            _grid(z.size), (self.k.THREADS,),
+            (z, a, y, delta, np.int32(self.delta_code), real(self.output_slope), real(scale), np.int64(z.size)))
+        return delta
+
+    def activation_grad(self, delta, z, a):
+        """BP2's δ ⊙= σ'(z) for a hidden layer: kernels.ACTIVATION_GRAD."""
+        real = z.dtype.type
+        self.bk.function("activation_grad", "activation_grad", z.dtype)(
+            _grid(z.size), (self.k.THREADS,), (delta, z, a, np.int32(self.hidden_code), real(self.hidden_slope), np.int64(z.size)))
+        return delta
 
 
 def _seed_int(seed):

@@ -6,6 +6,13 @@ import pytest
 
 REAL_DATASETS = ("mnist", "fashion-mnist")
 
+if os.environ.get("FASTBP_EMULATE_GPU") == "1":  # the GPU tests' logic on numpy (tests/gpu_emulation.py)
+    import fastbp.backend
+    from gpu_emulation import EmulatedCupy
+
+    fastbp.backend._cache["cupy"] = EmulatedCupy()
+    fastbp.backend.cupy_usable = lambda: True
+
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:

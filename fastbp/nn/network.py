@@ -124,6 +124,7 @@ class Network:
         self.bk = get_backend(backend)
         self.xp = self.bk.xp
         self.dtype = resolve_dtype(dtype)
+        self.fused = self.bk.fused_layers(self.hidden, self.output, self.cost)  # None on numpy
 
         _, self.n_weights, self.n_params = layout(sizes)
         self.params = self.xp.zeros(self.n_params, self.dtype)
@@ -175,7 +176,7 @@ class Network:
         dropout > 0 and drop=True, each hidden a^l is multiplied by a fresh
         inverted-dropout mask before it feeds the next layer.
         """
-        xp, bk, n = self.xp, self.bk, X.shape[0]
+        xp, bk, fused, n = self.xp, self.bk, self.fused, X.shape[0]
         buf = self.buffers(n, train)
         rows = buf.rows(n)
         a_prev = X
@@ -186,8 +187,11 @@ class Network:
                 z[...] = X @ W.T  # a scipy/cupyx sparse X: matmul takes dense arrays only
             else:
                 xp.matmul(a_prev, W.T, out=z)
-            xp.add(z, b, out=z)
-            (self.output if l == last else self.hidden).forward(bk, z, a)
+            if fused:  # the two lines below as one kernel
+                fused.bias_activation(z, b, a, l == last)
+            else:
+                xp.add(z, b, out=z)
+                (self.output if l == last else self.hidden).forward(bk, z, a)
             a_prev = a
             if l == last:
                 self.z_out, self.a_out = z, a  # for the cost (batch_cost)
@@ -216,17 +220,20 @@ class Network:
         Σ_i w_i C_i / Σ_i w_i: the weights only scale the rows of δ^L.
         X may be a scipy/cupyx sparse matrix (only layer 1 reads it).
         """
-        xp, bk, n = self.xp, self.bk, X.shape[0]
+        xp, bk, fused, n = self.xp, self.bk, self.fused, X.shape[0]
         rows, L = self._buf[True].rows(n), self.n_layers
         fed = rows.dropped if self._dropped else rows.a  # what each layer fed forward
 
         # BP1: δ^L = ∇_a C ⊙ σ'(z^L)  (a − y where the cost simplifies it)
         delta = rows.delta[L - 1]
-        self.cost.delta(bk, rows.z[L - 1], rows.a[L - 1], Y, delta, self.output, rows.work[L - 1])
-        if sample_weight is None:
-            xp.multiply(delta, 1.0 / n, out=delta)  # C is the batch mean
+        if sample_weight is not None:  # C = Σ w_i C_i / Σ w_i: the weights scale the rows of δ^L
+            self.cost.delta(bk, rows.z[L - 1], rows.a[L - 1], Y, delta, self.output, rows.work[L - 1])
+            xp.multiply(delta, (sample_weight / sample_weight.sum())[:, None], out=delta)
+        elif fused:  # the two lines below as one kernel
+            fused.output_delta(rows.z[L - 1], rows.a[L - 1], Y, delta, rows.work[L - 1], 1.0 / n)
         else:
-            xp.multiply(delta, (sample_weight / sample_weight.sum())[:, None], out=delta)  # C = Σ w_i C_i / Σ w_i
+            self.cost.delta(bk, rows.z[L - 1], rows.a[L - 1], Y, delta, self.output, rows.work[L - 1])
+            xp.multiply(delta, 1.0 / n, out=delta)  # C is the batch mean
 
         for l in range(L - 1, -1, -1):
             a_prev = X if l == 0 else fed[l - 1]
@@ -244,7 +251,10 @@ class Network:
             xp.matmul(delta, self.weights[l], out=below)
             if self._dropped:
                 xp.multiply(below, rows.mask[l - 1], out=below)
-            self.hidden.backward(bk, below, rows.z[l - 1], rows.a[l - 1], rows.work[l - 1])
+            if fused:  # the line below as one kernel
+                fused.activation_grad(below, rows.z[l - 1], rows.a[l - 1])
+            else:
+                self.hidden.backward(bk, below, rows.z[l - 1], rows.a[l - 1], rows.work[l - 1])
             delta = below
         return self.grads
 

@@ -37,6 +37,7 @@ class Optimizer:
             setattr(self, key, value)
         self.t = 0  # steps taken
         self._work = None
+        self._fused = self.bk.fused_update(self.name)  # None on numpy
 
     @property
     def work(self):
@@ -55,6 +56,8 @@ class Optimizer:
 
     def step(self, lr):
         self.t += 1
+        if self._fused:  # _decay and _update below, as one kernel
+            return self._fused(self.net.params, self.net.grads, self.net.n_weights, self.weight_decay, *self._fused_args(lr))
         self._decay()
         self._update(lr, self.net.params, self.net.grads)
 
@@ -62,6 +65,10 @@ class Optimizer:
         """Plain SGD: p ← p − η g."""
         self.xp.multiply(g, lr, out=g)
         self.xp.subtract(p, g, out=p)
+
+    def _fused_args(self, lr):
+        """The fused kernel's arguments after weight_decay (kernels.OPTIMIZER)."""
+        return (lr,)
 
     def state(self):
         """Host copies of the optimiser's state, for checkpoints."""
@@ -87,6 +94,9 @@ class Momentum(Optimizer):
         xp.multiply(g, lr, out=g)
         xp.subtract(v, g, out=v)  # v ← μv − ηg
         xp.add(p, v, out=p)
+
+    def _fused_args(self, lr):
+        return lr, self.v, self.momentum
 
     def state(self):
         return {"t": self.t, "v": self.net.bk.to_numpy(self.v).copy()}
@@ -141,6 +151,10 @@ class Adam(Optimizer):
         xp.divide(m, w, out=w)
         xp.multiply(w, lr / (1.0 - b1**t), out=w)  # η m̂ / (√v̂ + ε)
         xp.subtract(p, w, out=p)
+
+    def _fused_args(self, lr):
+        b1, b2, t = self.beta1, self.beta2, self.t
+        return lr / (1.0 - b1**t), self.m, self.v, b1, b2, self.eps, 1.0 / math.sqrt(1.0 - b2**t)
 
     def state(self):
         to_np = self.net.bk.to_numpy

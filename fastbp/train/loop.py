@@ -93,11 +93,13 @@ class _NoProgress:
         return False
 
 
-def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None):
+def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None, graph=None):
     """Train on the rest of epoch `state.epoch` (from batch `state.batch`),
     updating `state`. Returns True when the epoch is done, or False as soon as
     should_stop() says so between two batches (state then says where to go on).
-    Raises TrainingDiverged on a non-finite loss."""
+    Raises TrainingDiverged on a non-finite loss. `graph`, a GraphStep of
+    this net and these batches, replays each full batch's forward, cost,
+    running sums and backward as one CUDA graph."""
     bk, epoch = net.bk, state.epoch
     net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=batches.batch_size)
     check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
@@ -105,32 +107,85 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     progress = progress or _NoProgress()
     progress.start_epoch(epoch, state.batch)
     step = opt.step
+    if graph is not None:
+        graph.reset()
+
+    def sums():  # (summed cost, correct count) so far, with the graph's own sums
+        return (loss_sum, correct) if graph is None else (loss_sum + graph.loss_sum, correct + graph.correct)
+
     for b, x, y, labels in batches.epoch(epoch, start=state.batch):
-        a = net.forward(x, train=True)
-        batch_loss = net.batch_cost(y)
-        loss_sum = loss_sum + batch_loss
-        correct = correct + (a.argmax(axis=1) == labels).sum()
+        if graph is not None and len(labels) == graph.rows:
+            graph(x, y, labels)  # what the else branch does, as one launch
+        else:
+            a = net.forward(x, train=True)
+            batch_loss = net.batch_cost(y)
+            loss_sum = loss_sum + batch_loss
+            correct = correct + (a.argmax(axis=1) == labels).sum()
+            if check_each and not math.isfinite(batch_loss):
+                _diverged(epoch, b)
+            net.backward(x, y)
         seen += len(labels)
-        if check_each and not math.isfinite(batch_loss):
-            _diverged(epoch, b)
-        net.backward(x, y)
         if clip_norm:
             clip_gradient(net, clip_norm)
         step(lr_at(state.step))
         state.step += 1
         if progress.due():
-            mean = float(loss_sum) / seen
+            total, right = sums()
+            mean = float(total) / seen
             if not math.isfinite(mean):
                 _diverged(epoch, b)
-            progress.update(b + 1, mean, float(correct) / seen, seen)
+            progress.update(b + 1, mean, float(right) / seen, seen)
         if should_stop is not None and should_stop():
-            state.batch, state.loss_sum, state.correct, state.seen = b + 1, float(loss_sum), int(correct), seen
+            total, right = sums()
+            state.batch, state.loss_sum, state.correct, state.seen = b + 1, float(total), int(right), seen
             return False
     bk.synchronize()
-    state.batch, state.loss_sum, state.correct, state.seen = batches.n_batches, float(loss_sum), int(correct), seen
+    total, right = sums()
+    state.batch, state.loss_sum, state.correct, state.seen = batches.n_batches, float(total), int(right), seen
     if not math.isfinite(state.loss_sum):
         _diverged(epoch, batches.n_batches - 1)
     return True
+
+
+class GraphStep:
+    """A full batch's forward pass, batch cost, running sums (cost, correct
+    predictions) and backward pass, recorded once as a CUDA graph
+    (backend.capture) and then replayed for every full batch of `batches`:
+    one launch instead of one per operation. The optimiser step stays outside,
+    so that the learning rate and Adam's step count can change. The replay
+    reads the batch from Batches' own buffers, which it refills in place; a
+    short last batch runs as usual. Dropout draws new masks each step, which a
+    replay cannot: it is refused."""
+
+    def __init__(self, net, batches):
+        if net.dropout:
+            raise ValueError("a CUDA graph replays the same dropout masks every step: train without one, or without dropout")
+        xp = net.xp
+        self.net, self.rows, self.replay = net, batches.batch_size, None
+        self.loss_sum, self.correct = xp.zeros((), net.dtype), xp.zeros((), xp.int64)  # on the device, read per epoch
+
+    def reset(self):
+        self.loss_sum.fill(0)
+        self.correct.fill(0)
+
+    def __call__(self, x, y, labels):
+        """Forward, cost and backward of the batch in x, y (net.grads filled);
+        its summed cost and correct count added into loss_sum and correct."""
+        if self.replay is None:
+            net, xp = self.net, self.net.xp
+
+            def step():
+                a = net.forward(x, train=True)
+                xp.add(self.loss_sum, net.batch_cost(y), out=self.loss_sum)
+                xp.add(self.correct, (a.argmax(axis=1) == labels).sum(), out=self.correct)
+                net.backward(x, y)
+
+            before = self.loss_sum.copy(), self.correct.copy()
+            self.replay = net.bk.capture(step)  # runs step once, then records it
+            if self.replay is None:
+                raise ValueError(f"backend {net.bk.name} has no CUDA graphs")
+            self.loss_sum[...], self.correct[...] = before  # the replay below adds this batch
+        self.replay()
 
 
 def _diverged(epoch, batch):
