@@ -30,6 +30,7 @@ class Backend:
 
     name = ""
     memory = "memory"  # what runs out, for messages
+    graphs = False  # can capture() record CUDA graphs?
     # Is reading a device scalar on the host free? On the CPU a float() per
     # batch is; on the GPU it waits for the queue to drain.
     cheap_sync = False
@@ -244,6 +245,7 @@ def numpy_blas():
 class CupyBackend(Backend):
     name = "cupy"
     memory = "GPU memory"
+    graphs = True
     cheap_sync = False
 
     def __init__(self):

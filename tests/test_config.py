@@ -69,6 +69,7 @@ BAD_VALUES = [
     (["--set", "optimizer.momentum=1"], ["optimizer.momentum", "in [0, 1)"]),
     (["--set", "model.init=zeros"], ["model.init", "one of normal, normal_scaled, glorot, he"]),
     (["nonexistent-config"], ["no such file"]),
+    (["--set", "train.cuda_graph=true"], ["train.cuda_graph", "the numpy backend has no CUDA graphs"]),
 ]
 
 
@@ -136,3 +137,8 @@ def test_a_saved_config_reads_back_equal(tmp_path):
     cfg = config.load(ROOT / "configs" / "mnist.toml", ["optimizer.lr=0.2"])
     (tmp_path / "c.toml").write_text(config.to_toml(cfg))
     assert config.load(tmp_path / "c.toml") == cfg == config.from_dict(cfg.to_dict())
+
+
+def test_tf32_on_the_cpu_warns_that_it_does_nothing(cli, tmp_path):
+    with pytest.warns(UserWarning, match="^train.tf32 = true does nothing on the numpy backend$"):
+        assert cli("train", "--out", tmp_path, *TINY, "--set", "train.tf32=true")[0] == 0

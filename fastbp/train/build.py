@@ -7,6 +7,7 @@ scripts call; it reads nothing but the config (and an optional Dataset).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,6 +108,8 @@ def build(cfg: Config, dataset: Dataset | None = None, *, train=True) -> Setup:
     `dataset` replaces the one cfg.data.name names."""
     d, m, o, t = cfg.data, cfg.model, cfg.optimizer, cfg.train
     bk = get_backend(t.backend)
+    if t.tf32 and not bk.set_tf32(True):
+        warnings.warn(f"train.tf32 = true does nothing on the {bk.name} backend", stacklevel=2)
     ds = dataset or load_dataset(d.name, data_dir=d.data_dir or None)
     _check_fits(ds, m.sizes)
     validation = d.validation

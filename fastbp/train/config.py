@@ -100,6 +100,8 @@ class Train:
     backend: str = key("auto", choices=BACKENDS)
     dtype: str = key("float32", choices=("float32", "float64"))
     threads: int = key(0, ">= 0 (BLAS threads; 0 = the library's default)", _nonneg)
+    tf32: bool = key(False)  # float32 matrix products on a GPU's tensor cores in TF32
+    cuda_graph: bool = key(False)  # replay each full batch's forward and backward as one CUDA graph
     drop_last: bool = key(False)
     shuffle: bool = key(True)
     early_stopping: bool = key(False)

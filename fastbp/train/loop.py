@@ -158,6 +158,8 @@ class GraphStep:
     replay cannot: it is refused."""
 
     def __init__(self, net, batches):
+        if not net.bk.graphs:
+            raise ValueError(f"the {net.bk.name} backend has no CUDA graphs (use the cupy backend)")
         if net.dropout:
             raise ValueError("a CUDA graph replays the same dropout masks every step: train without one, or without dropout")
         xp = net.xp

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import Interrupted, OutOfMemory, TrainingDiverged
+from ..errors import ConfigError, Interrupted, OutOfMemory, TrainingDiverged
 from . import checkpoint, loop, report, tensorboard
 from .build import build
 from .progress import Progress
@@ -91,6 +91,12 @@ class Trainer:
         c, s, state = self.cfg, self.setup, self.state
         old = self._install_signals()
         progress = Progress(c.train.epochs, len(s.batches), disable=self.quiet)
+        graph = None
+        if c.train.cuda_graph:
+            try:
+                graph = loop.GraphStep(s.net, s.batches)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'train.cuda_graph' = true: {exc}") from None
         board = None
         if self.run_dir is not None and c.output.tensorboard:
             board = tensorboard.open_log(self.run_dir.path, c.output.histogram_every, first_epoch=state.epoch + 1)
@@ -98,7 +104,7 @@ class Trainer:
             while state.epoch < c.train.epochs:
                 t0 = time.perf_counter()
                 done = loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, state, clip_norm=c.optimizer.clip_norm,
-                                        progress=progress, should_stop=lambda: self._stop is not None)
+                                        progress=progress, should_stop=lambda: self._stop is not None, graph=graph)
                 if not done:
                     self._save("last.npz")
                     raise Interrupted(
