@@ -76,6 +76,7 @@ class EmulatedCupy(NumpyBackend):
     """numpy arrays, CupyBackend's fused hooks, each kernel run by its reference."""
 
     name = "cupy"
+    graphs = True
     fused = True
     fused_layers = CupyBackend.fused_layers
     fused_update = CupyBackend.fused_update

@@ -129,6 +129,9 @@ def test_output_delta_kernel(output, cost, dtype):
 
     bk, rng = _bk(), np.random.default_rng()
     fused = _layers(bk, output=output, cost=cost)
+    if output == "exp":  # no kernel for the Poisson output: the network keeps the unfused code
+        assert fused is None
+        return
     z, y = rng.standard_normal((333, 10)).astype(dtype), np.eye(10, dtype=dtype)[rng.integers(0, 10, 333)]
     a = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True) if output == "softmax" else kernels.sigma_reference(output, z, 0)
     delta = bk.xp.full(z.shape, np.nan, dtype)
@@ -308,7 +311,8 @@ def test_estimator_on_the_gpu():
     from fastbp import FastBPClassifier
 
     X, y = load_digits(return_X_y=True)
-    clf = FastBPClassifier(hidden_layer_sizes=(32,), max_iter=20, random_state=0, backend="cupy").fit(X[:1500], y[:1500])
+    X = X / 16
+    clf = FastBPClassifier(hidden_layer_sizes=(32,), max_iter=50, random_state=0, backend="cupy").fit(X[:1500], y[:1500])
     assert clf.score(X[1500:], y[1500:]) > 0.85
 
 

@@ -158,10 +158,10 @@ class GraphStep:
     replay cannot: it is refused."""
 
     def __init__(self, net, batches):
-        if not net.bk.graphs:
-            raise ValueError(f"the {net.bk.name} backend has no CUDA graphs (use the cupy backend)")
         if net.dropout:
             raise ValueError("a CUDA graph replays the same dropout masks every step: train without one, or without dropout")
+        if not net.bk.graphs:
+            raise ValueError(f"the {net.bk.name} backend has no CUDA graphs (use the cupy backend)")
         xp = net.xp
         self.net, self.rows, self.replay = net, batches.batch_size, None
         self.loss_sum, self.correct = xp.zeros((), net.dtype), xp.zeros((), xp.int64)  # on the device, read per epoch
@@ -184,8 +184,6 @@ class GraphStep:
 
             before = self.loss_sum.copy(), self.correct.copy()
             self.replay = net.bk.capture(step)  # runs step once, then records it
-            if self.replay is None:
-                raise ValueError(f"backend {net.bk.name} has no CUDA graphs")
             self.loss_sum[...], self.correct[...] = before  # the replay below adds this batch
         self.replay()
 
