@@ -35,6 +35,7 @@ def _timed(obj, name, sink):
         return out
 
     setattr(obj, name, wrapper)
+    return f
 
 
 def breakdown(name, epochs=3, threads=0):

@@ -38,23 +38,8 @@ from collections import defaultdict
 from dataclasses import replace
 
 from . import cases, contenders, harness
+from .breakdown import PHASES, _timed
 from .flops import CupyGemmCeiling
-
-PHASES = ("forward", "batch_cost", "backward", "step")
-
-
-def _timed(obj, name, sink):
-    f = getattr(obj, name)
-
-    def wrapper(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = f(*args, **kwargs)
-        sink[name] += time.perf_counter() - t0
-        return out
-
-    setattr(obj, name, wrapper)
-    return f
-
 
 def _per_step(fn, bk, steps, reps=3):
     """Median µs per call of fn over `reps` runs of `steps` calls, synchronized around each run."""

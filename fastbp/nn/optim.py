@@ -135,9 +135,10 @@ class Adam(Optimizer):
         self.m = self.xp.zeros_like(net.params)
         self.v = self.xp.zeros_like(net.params)
 
-    def _update(self, lr, p, g):
+    def _moments(self, g):
+        """m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²."""
         xp, m, v, w = self.xp, self.m, self.v, self.work
-        b1, b2, t = self.beta1, self.beta2, self.t
+        b1, b2 = self.beta1, self.beta2
         xp.multiply(m, b1, out=m)
         xp.multiply(g, 1.0 - b1, out=w)
         xp.add(m, w, out=m)
@@ -145,6 +146,11 @@ class Adam(Optimizer):
         xp.multiply(w, 1.0 - b2, out=w)
         xp.multiply(v, b2, out=v)
         xp.add(v, w, out=v)
+
+    def _update(self, lr, p, g):
+        xp, m, v, w = self.xp, self.m, self.v, self.work
+        b1, b2, t = self.beta1, self.beta2, self.t
+        self._moments(g)
         xp.sqrt(v, out=w)
         xp.multiply(w, 1.0 / math.sqrt(1.0 - b2**t), out=w)  # √v̂
         xp.add(w, self.eps, out=w)
@@ -178,13 +184,7 @@ class AdamSklearn(Adam):
     def _update(self, lr, p, g):
         xp, m, v, w = self.xp, self.m, self.v, self.work
         b1, b2, t = self.beta1, self.beta2, self.t
-        xp.multiply(m, b1, out=m)
-        xp.multiply(g, 1.0 - b1, out=w)
-        xp.add(m, w, out=m)
-        xp.multiply(g, g, out=w)
-        xp.multiply(w, 1.0 - b2, out=w)
-        xp.multiply(v, b2, out=v)
-        xp.add(v, w, out=v)
+        self._moments(g)
         xp.sqrt(v, out=w)
         xp.add(w, self.eps, out=w)
         xp.divide(m, w, out=w)
