@@ -13,55 +13,27 @@ import json
 import os
 import sys
 import warnings
-from importlib import resources
 from pathlib import Path
 
 from . import __version__
 from .backend import BACKENDS
-from .errors import ConfigError, FastBPError, UsageError
-
-SOURCE_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-
-
-def named_configs_dir():
-    """Where the named configs are: inside the package after a wheel install
-    (pyproject maps the top-level configs/ to fastbp/configs), else the source
-    tree's configs/ (a checkout, an editable install)."""
-    packaged = resources.files(__package__) / "configs"
-    return Path(str(packaged)) if packaged.is_dir() else SOURCE_CONFIGS
-
-
-def list_configs(folder):
-    """{name: its first comment line, up to a colon} for each TOML file in folder:
-    the configs' comments open with what the run is, then a colon and the details."""
-    out = {}
-    for f in sorted(Path(folder).glob("*.toml"), key=lambda f: f.stem):
-        comments = [line.lstrip("#").strip() for line in f.read_text().splitlines() if line.startswith("#")]
-        out[f.stem] = comments[0].split(": ")[0].rstrip(":,.") if comments else ""
-    return out
-
+from .errors import FastBPError, UsageError
 
 def _config_path(arg):
-    """A path, else NAME in ./configs, else one of the named configs fastbp ships."""
-    if arg is None:
-        return None
-    p = Path(arg)
-    if p.exists() or p.suffix == ".toml":
-        return p
-    for folder in (Path("configs"), named_configs_dir()):
-        if (folder / f"{arg}.toml").is_file():
-            return folder / f"{arg}.toml"
-    raise ConfigError(f"config {arg!r}: no such file, no configs/{arg}.toml and no such named config "
-                      "(fastbp train --list-configs lists them)")
+    from .train.config import find
+
+    return find(arg)
 
 
 def _print_configs():
-    folders = [named_configs_dir()]
+    from .train.config import describe_configs, named_dir
+
+    folders = [named_dir()]
     if Path("configs").is_dir() and Path("configs").resolve() != folders[0].resolve():
         folders.insert(0, Path("configs"))  # found first by name, so listed first
     for folder in folders:
         print(f"{folder}:")
-        for name, about in list_configs(folder).items():
+        for name, about in describe_configs(folder).items():
             print(f"  {name:<20} {about}")
     return 0
 
@@ -177,7 +149,9 @@ def cmd_info(args):
     lines.update({f"auto {k}" if k in ("backend", "device") else k: v for k, v in info.items()})
     if usable:
         lines.update({f"gpu {k}": v for k, v in get_backend("cupy").describe().items()})
-    lines["configs"] = f"{', '.join(list_configs(named_configs_dir()))} (in {named_configs_dir()})"
+    from .train.config import describe_configs, named_dir
+
+    lines["configs"] = f"{', '.join(describe_configs(named_dir()))} (in {named_dir()})"
     for k, v in lines.items():
         print(f"{k}: {v}")
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import cli  # noqa: F401 (a fixture)
 
-from fastbp import cli as fastbp_cli
+from fastbp.train import config
 from fastbp.errors import ConfigError
 
 try:
@@ -49,11 +49,11 @@ def test_list_configs_prints_every_name(cli, tmp_path, monkeypatch):  # noqa: F8
 
 def test_a_name_is_found_in_dot_configs_then_among_the_named_configs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert fastbp_cli._config_path("mnist") == fastbp_cli.named_configs_dir() / "mnist.toml"
+    assert config.find("mnist") == config.named_dir() / "mnist.toml"
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "mnist.toml").write_text("[train]\nepochs = 1\n")
-    assert fastbp_cli._config_path("mnist") == Path("configs") / "mnist.toml"
+    assert config.find("mnist") == Path("configs") / "mnist.toml"
     (tmp_path / "mnist").write_text("")
-    assert fastbp_cli._config_path("mnist") == Path("mnist")  # an existing path comes first
+    assert config.find("mnist") == Path("mnist")  # an existing path comes first
     with pytest.raises(ConfigError, match=r"config 'nope': no such file.*--list-configs"):
-        fastbp_cli._config_path("nope")
+        config.find("nope")

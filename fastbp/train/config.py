@@ -13,6 +13,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 try:
@@ -167,6 +168,43 @@ DIGITS = {
 
 def defaults():
     return Config()
+
+
+# -- the named configs: mnist, 3b1b, ... ----------------------------------------------------------
+SOURCE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def named_dir():
+    """Where the named configs are: inside the package after a wheel install
+    (pyproject maps the top-level configs/ to fastbp/configs), else the source
+    tree's configs/ (a checkout, an editable install)."""
+    packaged = resources.files("fastbp") / "configs"
+    return Path(str(packaged)) if packaged.is_dir() else SOURCE_CONFIGS
+
+
+def describe_configs(folder):
+    """{name: its first comment line, up to a colon} for each TOML file in folder:
+    the configs' comments open with what the run is, then a colon and the details."""
+    out = {}
+    for f in sorted(Path(folder).glob("*.toml"), key=lambda f: f.stem):
+        comments = [line.lstrip("#").strip() for line in f.read_text().splitlines() if line.startswith("#")]
+        out[f.stem] = comments[0].split(": ")[0].rstrip(":,.") if comments else ""
+    return out
+
+
+def find(arg):
+    """The file of config `arg`: a path, else NAME in ./configs, else one of the
+    named configs fastbp ships (None: the built-in digits preset)."""
+    if arg is None:
+        return None
+    p = Path(arg)
+    if p.exists() or p.suffix == ".toml":
+        return p
+    for folder in (Path("configs"), named_dir()):
+        if (folder / f"{arg}.toml").is_file():
+            return folder / f"{arg}.toml"
+    raise ConfigError(f"config {arg!r}: no such file, no configs/{arg}.toml and no such named config "
+                      "(fastbp train --list-configs lists them)")
 
 
 def _closest(word, choices):
