@@ -66,7 +66,7 @@ BAD_VALUES = [
     (["--set", "model.sizes=[784,10]"], ["64 features"]),
     (["--set", "train.epochs=ten"], ["train.epochs"]),
     (["--set", "schedule.gamma=0"], ["schedule.gamma", "in (0, 1]"]),
-    (["--set", "optimizer.momentum=1"], ["optimizer.momentum", "in [0, 1)"]),
+    (["--set", "optimizer.momentum=1.5"], ["optimizer.momentum", "in [0, 1]"]),
     (["--set", "model.init=zeros"], ["model.init", "one of normal, normal_scaled, glorot, he"]),
     (["nonexistent-config"], ["no such file"]),
     (["--set", "train.cuda_graph=true"], ["train.cuda_graph", "the numpy backend has no CUDA graphs"]),

@@ -45,7 +45,6 @@ from ._losses import OUTPUTS
 STOCHASTIC_SOLVERS = ("sgd", "adam")
 # scikit-learn's activation name -> fastbp's hidden activation
 HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu", "leaky_relu": "leaky_relu"}
-PREDICT_CHUNK = 4096  # rows per forward pass when predicting: bounds the work buffers
 
 
 def device_matrix(bk, X, dtype):
@@ -77,12 +76,7 @@ class _Solver:
         """The optimiser over `net`'s buffer (made anew after unpickling or a new network)."""
         if self.engine is None or self.engine.net is not net:
             name, kw = self.spec
-            mu = kw.get("momentum")
-            if mu == 1:  # scikit-learn allows an undamped μ = 1; fastbp's constructor refuses it
-                kw = dict(kw, momentum=0.5)
             self.engine = optim.make(name, net, **kw)
-            if mu is not None:
-                self.engine.momentum = mu
             if self.saved is not None:
                 self.engine.load_state(self.saved)
                 self.saved = None
@@ -477,12 +471,7 @@ class BaseFastBP(BaseEstimator, ABC):
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         if net is None:
             net = self._network(self.coefs_[0].dtype)
-        dtype = net.dtype
-        Xd = device_matrix(net.bk, X, dtype)
-        out = net.xp.empty((X.shape[0], self.n_outputs_), dtype)
-        for i in range(0, X.shape[0], PREDICT_CHUNK):
-            out[i : i + PREDICT_CHUNK] = net.forward(Xd[i : i + PREDICT_CHUNK])
-        return net.bk.to_numpy(out)
+        return net.bk.to_numpy(net.feedforward(device_matrix(net.bk, X, net.dtype)))
 
     def _score_with(self, X, y, sample_weight, score_function, net):
         y_pred = self._predict(X, check_input=False, net=net)

@@ -265,8 +265,10 @@ class Network:
 
     # ------------------------------------------------------------------
     def feedforward(self, X, batch_size=4096):
-        """Output activations a^L for any number of rows (device array)."""
-        X = self.xp.asarray(X, dtype=self.dtype)
+        """Output activations a^L for any number of rows (device array). X may
+        be a sparse matrix already on the device (backend.sparse_rows)."""
+        if not hasattr(X, "tocsr"):  # dense; a scipy/cupyx sparse matrix stays sparse
+            X = self.xp.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"input must have shape (n, {self.sizes[0]}), got {tuple(X.shape)}")
         out = self.xp.empty((X.shape[0], self.sizes[-1]), self.dtype)

@@ -18,7 +18,7 @@ from .registry import Param, take
 
 PARAMS = {
     "weight_decay": Param(0.0, lambda v: v >= 0, ">= 0"),
-    "momentum": Param(0.9, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "momentum": Param(0.9, lambda v: 0 <= v <= 1, "in [0, 1]"),  # 1: undamped, as scikit-learn allows
     "beta1": Param(0.9, lambda v: 0 <= v < 1, "in [0, 1)"),
     "beta2": Param(0.999, lambda v: 0 <= v < 1, "in [0, 1)"),
     "eps": Param(1e-8, lambda v: v > 0, "> 0"),

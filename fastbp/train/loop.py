@@ -48,13 +48,13 @@ class Batches:
     shift > 0 moves each image by up to that many pixels (augment.RandomShift).
     """
 
-    def __init__(self, split, batch_size, *, seed=0, shuffle=True, drop_last=False, shift=0, image_shape=None, dtype=None):
+    def __init__(self, split, batch_size, *, seed=0, shuffle=True, drop_last=False, shift=0, image_shape=None):
         xp, B = split.bk.xp, batch_size
         self.split, self.batch_size, self.seed, self.shuffle = split, B, seed, shuffle
         n, width = split.n, split.X.shape[1]
         self.n_batches = n // B if drop_last else -(-n // B)
         raw = xp.empty((B, width), split.X.dtype)
-        scaled = xp.empty((B, width), dtype or split.scale.dtype)
+        scaled = xp.empty((B, width), split.scale.dtype)  # the network's dtype
         Y, labels = xp.empty((B, split.Y.shape[1]), split.Y.dtype), xp.empty(B, split.labels.dtype)
         spans = [(b * B, min((b + 1) * B, n)) for b in range(self.n_batches)]
         self._cut = [(i, j, raw[: j - i], scaled[: j - i], Y[: j - i], labels[: j - i]) for i, j in spans]
