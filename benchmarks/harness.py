@@ -164,9 +164,9 @@ def machine():
 def blas():
     """numpy's BLAS as `fastbp info` reports it: library, version, file, threads, kernel,
     and the environment variables that force a kernel or a thread count."""
-    from fastbp.backend import numpy_blas
+    from fastbp import machine
 
-    return numpy_blas()
+    return machine.blas()
 
 
 def blas_threads():

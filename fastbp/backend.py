@@ -82,17 +82,18 @@ class Backend:
         """Facts for `fastbp info`, run summaries and benchmark reports."""
         raise NotImplementedError
 
-    # Fused kernels (kernels.py). A network and an optimiser ask once, when they
-    # are made; None means: run the unfused code, the reference (numpy's fast path).
-    def fused_layers(self, hidden, output, cost):
-        """An object doing the network's elementwise stages (bias + σ, BP1's δ^L,
-        BP2's ⊙ σ') in one kernel each, or None."""
-        return None
+    # Compiled CUDA kernels (kernels.py), launched by nn/fused.py. False:
+    # fastbp runs the unfused array code, the reference (numpy's fast path).
+    fused = False
 
-    def fused_update(self, name):
-        """A callable(p, g, n_weights, weight_decay, *args) doing optimiser
-        `name`'s whole update in one kernel (args: kernels.OPTIMIZER's), or None."""
-        return None
+    def function(self, source, name, dtype):
+        """Kernel `name` of kernels.sources()[source], compiled for dtype: a
+        callable(grid, block, args). Only where `fused` is true."""
+        raise NotImplementedError
+
+    def matmul(self, a, b, out):
+        """out = a @ b for 2-D arrays (out C-contiguous): every GEMM of a training step."""
+        return self.xp.matmul(a, b, out=out)
 
     def capture(self, fn):
         """Run fn() once, then record its device work as a CUDA graph (recording
@@ -121,6 +122,7 @@ class NumpyBackend(Backend):
         import scipy.special
 
         self.xp = np
+        self.matmul = np.matmul  # the ufunc itself: no method call per GEMM
         self._expit = scipy.special.expit
 
     def to_numpy(self, a):
@@ -165,81 +167,14 @@ class NumpyBackend(Backend):
         return xp.add(out, 0.5, out=out)
 
     def device_name(self):
-        import platform
+        from . import machine
 
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-        except OSError:
-            pass
-        return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+        return machine.cpu()
 
     def describe(self):
-        return {"backend": self.name, "device": self.device_name(), **numpy_blas()}
+        from . import machine
 
-
-# Variables that change the kernel or the threads of the BLAS numpy calls.
-BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS",
-            "OMP_NUM_THREADS", "BLIS_NUM_THREADS")
-
-
-def numpy_blas():
-    """The BLAS behind numpy's matrix products: library and version, its file,
-    threads, the CPU kernel it picked, and a warning naming the variables set in
-    the environment that change them. `fastbp info` and the benchmark reports
-    both record this dict.
-
-    threadpoolctl lists every BLAS loaded in the process, and scipy, scikit-learn
-    and torch wheels carry their own (other versions, other kernels), so the
-    first one listed is often not numpy's: numpy's is the one inside numpy's
-    folders (numpy.libs, numpy/.dylibs), else the only one, else the one whose
-    version numpy was built against (conda's shared library)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
-    except Exception:  # threadpoolctl comes with scikit-learn; without it, say nothing
-        pools = []
-    here = Path(np.__file__).parent
-    own = [p for p in pools if Path(p["filepath"]).parent.name == "numpy.libs" or here in Path(p["filepath"]).parents]
-    if not own and len(pools) > 1:
-        try:
-            built = np.show_config(mode="dicts")["Build Dependencies"]["blas"].get("version")
-        except Exception:  # numpy < 1.26 has no mode="dicts"
-            built = None
-        own = [p for p in pools if built and p.get("version") == built]
-    pool = (own or pools)[0] if own or len(pools) == 1 else {}
-    info = {
-        "blas": f"{pool['internal_api']} {pool.get('version')}" if pool else f"unknown ({len(pools)} BLAS libraries loaded)",
-        "blas_file": pool.get("filepath"),
-        "blas_threads": pool.get("num_threads"),
-        "blas_kernel": pool.get("architecture"),
-        "blas_threading": pool.get("threading_layer"),
-    }
-    env = {k: v for k, v in os.environ.items() if k in BLAS_ENV or k.startswith("MKL_")}
-    if env:
-        said = [f"{k}={v}" for k, v in sorted(env.items())]
-        if "OPENBLAS_CORETYPE" in env and info["blas_kernel"]:
-            # What this CPU gets without the variable: a fresh interpreter, since
-            # OpenBLAS reads it once, when it is loaded.
-            clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-            code = "import json, fastbp.backend as b; print(json.dumps(b.numpy_blas()['blas_kernel']))"
-            try:
-                run = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=60)
-                native = json.loads(run.stdout)
-            except (OSError, ValueError, subprocess.SubprocessError):
-                native = None
-            if native and native != info["blas_kernel"]:
-                said[sorted(env).index("OPENBLAS_CORETYPE")] += f" (forces the {info['blas_kernel']} kernel; this CPU's own is {native})"
-        info["blas_warning"] = "set in the environment: " + ", ".join(said)
-    return info
+        return {"backend": self.name, "device": self.device_name(), **machine.blas()}
 
 
 class CupyBackend(Backend):
@@ -300,34 +235,15 @@ class CupyBackend(Backend):
         return info
 
     def function(self, source, name, dtype):
-        """Kernel `name` of kernels.SOURCES[source], compiled for dtype once."""
-        key = (source, name, np.dtype(dtype).name)
-        f = self._functions.get(key)
-        if f is None:
-            from . import kernels
-
-            module = self._cupy.RawModule(code=kernels.source(kernels.SOURCES[source][0], dtype), options=kernels.OPTIONS)
-            f = self._functions[key] = module.get_function(name)
-        return f
-
-    def fused_layers(self, hidden, output, cost):
-        return _FusedLayers.make(self, hidden, output, cost) if self.fused else None
-
-    def fused_update(self, name):
         from . import kernels
 
-        fname = kernels.OPTIMIZER_KERNELS.get(name) if self.fused else None
-        if fname is None:
-            return None
-        ndarray = self._cupy.ndarray
-
-        def update(p, g, n_weights, weight_decay, *args):
-            real = p.dtype.type
-            args = [a if isinstance(a, ndarray) else real(a) for a in args]
-            f = self.function("optimizer", fname, p.dtype)
-            f(_grid(p.size), (kernels.THREADS,), (p, g, np.int64(n_weights), np.int64(p.size), real(weight_decay), *args))
-
-        return update
+        text = kernels.source(kernels.sources()[source][0], dtype)
+        key = (text, name)  # the source as the records make it now
+        f = self._functions.get(key)
+        if f is None:
+            module = self._cupy.RawModule(code=text, options=kernels.OPTIONS)
+            f = self._functions[key] = module.get_function(name)
+        return f
 
     def capture(self, fn):
         cp = self._cupy
@@ -360,89 +276,6 @@ class CupyBackend(Backend):
 
         linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if on else linalg.COMPUTE_TYPE_DEFAULT)
         return True
-
-
-def _grid(n):
-    """Blocks for a grid-stride kernel over n elements (at least one: a launch of none fails)."""
-    from .kernels import THREADS
-
-    return (max(1, min(-(-n // THREADS), 65535)),)
-
-
-class _FusedLayers:
-    """The network's elementwise stages as one kernel each (kernels.py), on
-    cupy. Network.forward and backward call these next to the equations they
-    compute; an input a kernel cannot take (a target of another dtype, say)
-    goes through the unfused code instead."""
-
-    @classmethod
-    def make(cls, bk, hidden, output, cost):
-        """None when a kernel lacks one of the three (a new activation, say)."""
-        from . import kernels
-
-        codes = kernels.ACTIVATIONS
-        softmax = output.name == "softmax"
-        if hidden.name not in codes or not (softmax or output.name in codes):
-            return None
-        if kernels.SIMPLIFIED_COSTS.get(cost.name) == output.name:
-            delta_code = codes["identity"]  # σ' cancels: δ^L = a − y
-        elif cost.name == "quadratic" and output.name in codes:
-            delta_code = codes[output.name]
-        else:
-            return None
-        return cls(bk, hidden, output, cost, softmax, delta_code)
-
-    def __init__(self, bk, hidden, output, cost, softmax, delta_code):
-        from . import kernels
-
-        self.bk, self.k = bk, kernels
-        self.hidden, self.output, self.cost, self.softmax = hidden, output, cost, softmax
-        self.hidden_code = kernels.ACTIVATIONS[hidden.name]
-        self.output_code = None if softmax else kernels.ACTIVATIONS[output.name]
-        self.delta_code = delta_code
-        self.hidden_slope = getattr(hidden, "slope", 0.0)
-        self.output_slope = getattr(output, "slope", 0.0)
-        self._log_norm = None
-
-    def bias_activation(self, z, b, a, last):
-        """z ← z + b, a = σ(z): kernels.BIAS_ACTIVATION, or BIAS_SOFTMAX for a softmax output."""
-        real, f = z.dtype.type, self.bk.function
-        if last and self.softmax:
-            rows, cols = z.shape
-            if self._log_norm is None or self._log_norm.shape[0] < rows or self._log_norm.dtype != z.dtype:
-                self._log_norm = self.bk.xp.empty((rows, 1), z.dtype)
-            log_norm = self._log_norm[:rows]
-            blocks = max(1, -(-rows // self.k.ROWS_PER_BLOCK))
-            f("bias_softmax", "bias_softmax", z.dtype)((blocks,), (32 * self.k.ROWS_PER_BLOCK,),
-                                                       (z, b, a, log_norm, np.int64(rows), np.int64(cols)))
-            self.output.log_norm = log_norm  # what activations.Softmax leaves for the cost
-            return a
-        act = self.output if last else self.hidden
-        if z.size >= 2**31:  # past the kernel's 32-bit column arithmetic
-            self.bk.xp.add(z, b, out=z)
-            return act.forward(self.bk, z, a)
-        code, slope = (self.output_code, self.output_slope) if last else (self.hidden_code, self.hidden_slope)
-        f("bias_activation", "bias_activation", z.dtype)(
-            _grid(z.size), (self.k.THREADS,), (z, b, a, np.int32(code), real(slope), np.uint32(z.shape[1]), np.int64(z.size)))
-        return a
-
-    def output_delta(self, z, a, y, delta, work, scale):
-        """BP1, δ^L = ∇_a C ⊙ σ'(z^L) · scale: kernels.OUTPUT_DELTA."""
-        if y.dtype != z.dtype or y.shape != z.shape or not isinstance(y, self.bk.xp.ndarray) or not y.flags.c_contiguous:
-            self.cost.delta(self.bk, z, a, y, delta, self.output, work)
-            return self.bk.xp.multiply(delta, scale, out=delta)
-        real = z.dtype.type
-        self.bk.function("output_delta", "output_delta", z.dtype)(
-            _grid(z.size), (self.k.THREADS,),
-            (z, a, y, delta, np.int32(self.delta_code), real(self.output_slope), real(scale), np.int64(z.size)))
-        return delta
-
-    def activation_grad(self, delta, z, a):
-        """BP2's δ ⊙= σ'(z) for a hidden layer: kernels.ACTIVATION_GRAD."""
-        real = z.dtype.type
-        self.bk.function("activation_grad", "activation_grad", z.dtype)(
-            _grid(z.size), (self.k.THREADS,), (delta, z, a, np.int32(self.hidden_code), real(self.hidden_slope), np.int64(z.size)))
-        return delta
 
 
 def _seed_int(seed):

@@ -132,6 +132,7 @@ def cmd_info(args):
     import sklearn
     import tqdm
 
+    from . import machine
     from .backend import cupy_status, get_backend
 
     lines = {
@@ -146,6 +147,8 @@ def cmd_info(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         info = get_backend("auto").describe()
+    if info["backend"] == "numpy":
+        info.update(machine.blas(native=True))  # the kernel this CPU gets when a variable forces another
     lines.update({f"auto {k}" if k in ("backend", "device") else k: v for k, v in info.items()})
     if usable:
         lines.update({f"gpu {k}": v for k, v in get_backend("cupy").describe().items()})

@@ -36,14 +36,17 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
+from .nn import activations
 from .files import atomic_write
 
 DEFAULT_OPSET = 17  # onnxruntime >= 1.14 and TensorRT 8.6 run it
 MIN_OPSET = 13  # Softmax over one axis, as fastbp's (older opsets flatten to 2-D first)
 
-HIDDEN = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "leaky_relu": "Max", "identity": "Identity"}
-OUTPUT = {"softmax": "Softmax", "sigmoid": "Sigmoid", "identity": "Identity", "tanh": "Tanh", "relu": "Relu", "exp": "Exp"}
-SKLEARN_NAMES = {"logistic": "sigmoid"}  # scikit-learn's activation names that differ from fastbp's
+
+
+def _own_onnx(name):
+    """Does the record write its own ONNX nodes (rather than name one op)?"""
+    return activations.RECORDS[name].onnx is not activations.Activation.onnx
 
 
 def _onnx():
@@ -86,10 +89,13 @@ def to_onnx(layers, hidden, output, *, dtype="float32", preprocess=None, class_l
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise UsageError(f"dtype must be float32 or float64, got {dtype}")
-    hidden, output = SKLEARN_NAMES.get(hidden, hidden), SKLEARN_NAMES.get(output, output)
-    if hidden not in HIDDEN or output not in OUTPUT:
-        bad, table = (hidden, HIDDEN) if hidden not in HIDDEN else (output, OUTPUT)
-        raise UsageError(f"activation {bad!r} cannot be exported: expected one of {', '.join(table)}")
+    hidden, output = activations.from_sklearn(hidden), activations.from_sklearn(output)
+    acts = {}
+    for role, name in (("hidden", hidden), ("output", output)):
+        exportable = [n for n in activations.names(role) if activations.RECORDS[n].onnx_op or _own_onnx(n)]
+        if name not in exportable:
+            raise UsageError(f"{role} activation {name!r} cannot be exported: expected one of {', '.join(exportable)}")
+        acts[role] = activations.make(name, role, leaky_slope)
     pre = {"input_dtype": dtype.name, "scale": 1.0, "mean": None, "std": None, **(preprocess or {})}
     in_dtype = np.dtype(pre["input_dtype"])
     layers = [(np.asarray(W, dtype), np.asarray(b, dtype)) for W, b in layers]
@@ -128,12 +134,8 @@ def to_onnx(layers, hidden, output, *, dtype="float32", preprocess=None, class_l
     for l, (W, b) in enumerate(layers, 1):
         last = l == len(layers)
         z = node("Gemm", [x, const(f"W{l}", W), const(f"b{l}", b)], f"z{l}", transB=1)
-        act = output if last else hidden
         a = result if last and not binary else f"a{l}"
-        if act == "leaky_relu":  # max(z, αz) as fastbp computes it: LeakyRelu's alpha is float32 even in float64
-            x = node("Max", [z, node("Mul", [z, const("leaky_slope", leaky_slope)], f"{z}_sloped")], a)
-        else:
-            x = node((OUTPUT if last else HIDDEN)[act], [z], a, **({"axis": 1} if act == "softmax" else {}))
+        x = acts["output" if last else "hidden"].onnx(node, const, z, a)
     if binary:  # scikit-learn's two-class output: one unit p = P(class 1), reported as [1 - p, p]
         q = node("Sub", [const("one", np.ones((1, 1))), x], "p0")
         x = node("Concat", [q, x], result, axis=1)

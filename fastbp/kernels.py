@@ -20,14 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Elementwise activations a kernel knows, by the name activations.py gives
-# them. The codes are the C `act` argument (a switch that is uniform across
-# the launch, so it costs no divergence).
-ACTIVATIONS = {"identity": 0, "sigmoid": 1, "tanh": 2, "relu": 3, "leaky_relu": 4}
-
-# Costs whose BP1 simplifies to δ^L = a − y with their matching output
-# (costs.py): the kernel then takes σ' = 1, i.e. the identity's code.
-SIMPLIFIED_COSTS = {"cross_entropy": "sigmoid", "log_likelihood": "softmax"}
+from .nn import activations
 
 # Options for NVRTC, here and in the backend alike.
 OPTIONS = ("-std=c++17",)
@@ -35,7 +28,7 @@ OPTIONS = ("-std=c++17",)
 THREADS = 256  # per block, for the elementwise kernels
 ROWS_PER_BLOCK = 4  # the softmax kernel gives each row one warp of 32 threads
 
-_PRELUDE = "".join(f"#define ACT_{k.upper()} {v}\n" for k, v in ACTIVATIONS.items()) + r"""
+_PRELUDE = r"""
 #define GRID_STRIDE(i, n) \
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (long long)blockDim.x * gridDim.x)
@@ -48,62 +41,54 @@ def source(body, dtype):
     return f"typedef {ctype} real;\n{_PRELUDE}\n{body}"
 
 
-# -- activations: σ(z) and σ'(z), the latter from a = σ(z) ---------------------
-ACTIVATION = r"""
-// σ(z). sigmoid: 1/(1+e^{−z}) cannot overflow (e^{−z} = inf gives 0).
-// relu and leaky_relu keep a NaN z as NaN, as numpy's maximum does.
-__device__ __forceinline__ real sigma(int act, real z, real slope) {
-    switch (act) {
-    case ACT_SIGMOID: return (real)1 / ((real)1 + exp(-z));
-    case ACT_TANH: return tanh(z);
-    case ACT_RELU: return z < (real)0 ? (real)0 : z;
-    case ACT_LEAKY_RELU: return z > (real)0 ? z : slope * z;
-    default: return z;
-    }
-}
+# -- activations: σ(z) and σ'(z), from the records in nn/activations.py ---------
+def codes():
+    """{activation name: its C `act` code} for every record with CUDA source.
+    The code is a switch that is uniform across a launch: no divergence."""
+    kernel = [n for n, cls in activations.RECORDS.items() if cls.cuda_sigma and cls.cuda_prime]
+    return {n: i for i, n in enumerate(kernel)}
 
-// σ'(z_i), written in a_i = σ(z_i) where that is cheaper (activations.py
-// likewise). It takes the arrays, not the values, so that z is read only by
-// leaky_relu, the one σ' that needs it: a pass over memory fewer for the rest.
-__device__ __forceinline__ real sigma_prime(int act, const real* z, const real* a, long long i, real slope) {
-    switch (act) {
-    case ACT_SIGMOID: return a[i] * ((real)1 - a[i]);
-    case ACT_TANH: return (real)1 - a[i] * a[i];
-    case ACT_RELU: return a[i] > (real)0 ? (real)1 : (real)0;
-    case ACT_LEAKY_RELU: return z[i] > (real)0 ? (real)1 : slope;
+
+def activation_source():
+    """σ(z) and σ'(z) as two switches over the records' C expressions.
+
+    σ' takes the arrays, not the values, so that z is read only by the records
+    that declare `prime_reads_z` (leaky_relu): a pass over memory fewer for the
+    rest; a record whose expression reads z without declaring it fails to compile."""
+    sig, prime = [], []
+    for name, code in codes().items():
+        cls = activations.RECORDS[name]
+        sig.append(f"    case {code}: return {cls.cuda_sigma};  // {name}")
+        z = "const real z = z_[i]; " if cls.prime_reads_z else ""
+        prime.append(f"    case {code}: {{ {z}const real a = a_[i]; return {cls.cuda_prime}; }}  // {name}")
+    nl = "\n"
+    return f"""
+__device__ __forceinline__ real sigma(int act, real z, real slope) {{
+    switch (act) {{
+{nl.join(sig)}
+    default: return z;
+    }}
+}}
+
+__device__ __forceinline__ real sigma_prime(int act, const real* z_, const real* a_, long long i, real slope) {{
+    switch (act) {{
+{nl.join(prime)}
     default: return (real)1;
-    }
-}
+    }}
+}}
 """
 
 
 def sigma_reference(act, z, slope):
-    xp = np
-    if act == "sigmoid":
-        return 1 / (1 + xp.exp(-z))
-    if act == "tanh":
-        return xp.tanh(z)
-    if act == "relu":
-        return xp.where(z < 0, 0, z).astype(z.dtype)
-    if act == "leaky_relu":
-        return xp.where(z > 0, z, slope * z).astype(z.dtype)
-    return z.copy()
+    return activations.RECORDS[act](slope).sigma(z).astype(z.dtype)
 
 
 def sigma_prime_reference(act, z, a, slope):
-    if act == "sigmoid":
-        return a * (1 - a)
-    if act == "tanh":
-        return 1 - a * a
-    if act == "relu":
-        return (a > 0).astype(a.dtype)
-    if act == "leaky_relu":
-        return np.where(z > 0, 1, slope).astype(a.dtype)
-    return np.ones_like(a)
+    return activations.RECORDS[act](slope).prime(z, a).astype(a.dtype)
 
 
 # -- forward: z = a Wᵀ + b, a = σ(z), after the GEMM -----------------------------
-BIAS_ACTIVATION = ACTIVATION + r"""
+BIAS_ACTIVATION = r"""
 // After z = a^{l−1} (W^l)ᵀ (cuBLAS): z ← z + b (b broadcast over the rows),
 // a = σ(z). One pass that writes both z (BP2 and the cost read it) and a.
 // The column is a 32-bit remainder (a 64-bit one is a long subroutine): the
@@ -168,10 +153,10 @@ def bias_softmax_reference(z, b):
 
 
 # -- BP1: δ^L = ∇_a C ⊙ σ'(z^L), over the batch mean ----------------------------
-OUTPUT_DELTA = ACTIVATION + r"""
+OUTPUT_DELTA = r"""
 // δ^L = (a − y) ⊙ σ'(z^L) · scale, scale = 1/n (C is the batch mean).
-// For cross-entropy (sigmoid) and log-likelihood (softmax) σ' cancels
-// (costs.py): the caller passes the identity's code, σ' = 1.
+// Where σ' cancels with the cost (a record's delta_kernel "a - y", costs.py),
+// the caller passes the identity's code, σ' = 1.
 extern "C" __global__ void output_delta(const real* z, const real* a, const real* y, real* delta,
                                         int act, real slope, real scale, long long n) {
     GRID_STRIDE(i, n) {
@@ -186,7 +171,7 @@ def output_delta_reference(z, a, y, act, scale, slope=0.01):
 
 
 # -- BP2: δ^l = (δ^{l+1} W^{l+1}) ⊙ σ'(z^l), after the GEMM ------------------------
-ACTIVATION_GRAD = ACTIVATION + r"""
+ACTIVATION_GRAD = r"""
 // delta holds δ^{l+1} W^{l+1} (cuBLAS); multiply by σ'(z^l) in place.
 extern "C" __global__ void activation_grad(real* delta, const real* z, const real* a, int act,
                                            real slope, long long n) {
@@ -279,11 +264,14 @@ def optimizer_reference(name, p, g, n_weights, weight_decay, *args):
     raise ValueError(f"no fused kernel for optimizer {name!r}")
 
 
-# Every source and the functions each defines, for the compile tests.
-SOURCES = {
-    "bias_activation": (BIAS_ACTIVATION, ("bias_activation",)),
-    "bias_softmax": (BIAS_SOFTMAX, ("bias_softmax",)),
-    "output_delta": (OUTPUT_DELTA, ("output_delta",)),
-    "activation_grad": (ACTIVATION_GRAD, ("activation_grad",)),
-    "optimizer": (OPTIMIZER, tuple(OPTIMIZER_KERNELS.values())),
-}
+def sources():
+    """{source name: (C body, the kernels it defines)}: every kernel, the
+    activation switches generated from the records as they are now."""
+    act = activation_source()
+    return {
+        "bias_activation": (act + BIAS_ACTIVATION, ("bias_activation",)),
+        "bias_softmax": (BIAS_SOFTMAX, ("bias_softmax",)),
+        "output_delta": (act + OUTPUT_DELTA, ("output_delta",)),
+        "activation_grad": (act + ACTIVATION_GRAD, ("activation_grad",)),
+        "optimizer": (OPTIMIZER, tuple(OPTIMIZER_KERNELS.values())),
+    }

@@ -17,9 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from fastbp import kernels
-from fastbp.backend import CupyBackend, NumpyBackend
+from fastbp.backend import NumpyBackend
 
-CODE_NAMES = {v: k for k, v in kernels.ACTIVATIONS.items()}
 
 
 _SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
@@ -28,7 +27,7 @@ _SIGNATURE = re.compile(r'extern "C" __global__ void (\w+)\(([^)]*)\)')
 def _signatures():
     """{kernel name: [C type of each parameter]} parsed from the sources."""
     out = {}
-    for body, _ in kernels.SOURCES.values():
+    for body, _ in kernels.sources().values():
         for name, params in _SIGNATURE.findall(body):
             out[name] = [" ".join(p.split()[:-1]) for p in params.split(",")]
     return out
@@ -52,6 +51,7 @@ def _check_args(name, args, real):
 
 def _emulate(name, args):
     """Run the kernel's numpy reference, writing its outputs in place."""
+    CODE_NAMES = {v: k for k, v in kernels.codes().items()}
     if name == "bias_activation":
         z, b, a, act, slope, cols, n = args
         z[...], a[...] = kernels.bias_activation_reference(z.reshape(-1, int(cols)), b, CODE_NAMES[int(act)], slope)
@@ -78,8 +78,6 @@ class EmulatedCupy(NumpyBackend):
     name = "cupy"
     graphs = True
     fused = True
-    fused_layers = CupyBackend.fused_layers
-    fused_update = CupyBackend.fused_update
 
     def __init__(self):
         super().__init__()
@@ -93,7 +91,7 @@ class EmulatedCupy(NumpyBackend):
         return fn
 
     def function(self, source, name, dtype):
-        assert name in kernels.SOURCES[source][1]
+        assert name in kernels.sources()[source][1]
 
         def launch(grid, block, args):
             assert len(grid) == 1 and grid[0] >= 1 and block[0] % 32 == 0

@@ -106,9 +106,9 @@ def test_the_choices_are_the_registries():
     """A new activation, cost, initialiser, optimiser or schedule becomes a
     valid config value by being registered in its module, nowhere else."""
     field = {f.name: f for f in config.dataclasses.fields(config.Model)}
-    assert field["hidden"].metadata["choices"] == tuple(activations.HIDDEN)
-    assert field["output"].metadata["choices"] == tuple(activations.OUTPUT)
-    assert field["cost"].metadata["choices"] == tuple(costs.COSTS)
+    assert field["hidden"].metadata["choices"]() == activations.names("hidden")
+    assert field["output"].metadata["choices"]() == activations.names("output")
+    assert field["cost"].metadata["choices"]() == tuple(costs.RECORDS)
     assert field["init"].metadata["choices"] == tuple(init.INITIALISERS)
     names = {s: {f.name for f in config.dataclasses.fields(config.SECTIONS[s])} for s in ("optimizer", "schedule")}
     assert set(optim.PARAMS) <= names["optimizer"] and set(schedules.PARAMS) <= names["schedule"]

@@ -183,7 +183,7 @@ def test_predict_and_input_shape_check():
 BAD_NETWORKS = [
     (dict(sizes=[3]), ValueError, "sizes must list at least two positive layer sizes"),
     (dict(sizes=[3, 0, 2]), ValueError, "sizes must list at least two positive layer sizes"),
-    (dict(hidden="softplus"), ValueError, "unknown activation 'softplus': choose one of sigmoid, tanh"),
+    (dict(hidden="softplus"), ValueError, "unknown hidden activation 'softplus': choose one of sigmoid, tanh"),
     (dict(cost="log_likelihood", output="sigmoid"), ValueError, "cost 'log_likelihood' does not pair with output 'sigmoid'"),
     (dict(init="zeros"), ValueError, "unknown init 'zeros'"),
     (dict(dtype="float16"), BackendError, "unsupported dtype 'float16'"),
@@ -329,6 +329,34 @@ def test_batch_cost_with_the_softmax_normaliser_equals_the_cost_alone(dtype):
         X = (rng.standard_normal((n, 6)) * 20).astype(dtype)
         Y = np.eye(4, dtype=dtype)[rng.integers(0, 4, n)]
         a = net.forward(X)
-        alone = float(net.cost.fn(net.bk, net.z_out, a, Y))
+        alone = float(net.cost.fn(net.bk, net._out[0], a, Y))  # no log_norm: from z and a alone
         assert float(net.batch_cost(Y)) == pytest.approx(alone, rel=1e-5 if dtype == "float32" else 1e-12)
         assert alone == pytest.approx(-np.sum(Y * np.log(a.astype(np.float64))), rel=1e-4)
+
+
+# -- the order of calls: a wrong one says which call must come first ---------------
+def test_backward_needs_a_training_forward_of_the_same_batch():
+    net = Network([4, 3, 2], hidden="relu", output="softmax", cost="log_likelihood", dtype="float64")
+    X, Y = np.ones((5, 4)), np.eye(2)[[0, 1, 0, 1, 0]]
+    with pytest.raises(RuntimeError, match=r"backward of 5 rows: call forward\(X, train=True\) on the same batch first .*there was none"):
+        net.backward(X, Y)
+    net.forward(X)  # inference: leaves the training buffers alone
+    with pytest.raises(RuntimeError, match="there was none"):
+        net.backward(X, Y)
+    net.forward(X[:3], train=True)
+    with pytest.raises(RuntimeError, match="the last one had 3 rows"):
+        net.backward(X, Y)
+    net.forward(X, train=True)
+    assert np.isfinite(net.backward(X, Y)).all()
+
+
+def test_batch_cost_needs_a_forward_of_its_batch():
+    net = Network([4, 3, 2], hidden="relu", output="softmax", cost="log_likelihood", dtype="float64")
+    Y = np.eye(2)[[0, 1, 0]]
+    with pytest.raises(RuntimeError, match="call Network.forward first"):
+        net.batch_cost(Y)
+    net.forward(np.ones((5, 4)))
+    with pytest.raises(ValueError, match=r"targets of shape \(3, 2\) for a forward pass of shape \(5, 2\)"):
+        net.batch_cost(Y)
+    net.forward(np.ones((3, 4)))
+    assert float(net.batch_cost(Y)) > 0

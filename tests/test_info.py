@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from fastbp.backend import BLAS_ENV
+from fastbp.machine import BLAS_ENV
 
 
 def _env(**extra):

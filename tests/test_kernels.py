@@ -16,13 +16,14 @@ import pytest
 from gpu_emulation import SIGNATURES, EmulatedCupy
 
 from fastbp import kernels
-from fastbp.backend import NumpyBackend, _FusedLayers
+from fastbp.backend import NumpyBackend
+from fastbp.nn.fused import FusedLayers
 from fastbp.nn import activations, costs, gradcheck, optim
 from fastbp.nn.network import Network
 
 DTYPES = ("float32", "float64")
 TOL = {"float64": dict(rtol=1e-12, atol=1e-14), "float32": dict(rtol=2e-5, atol=1e-6)}
-CODE_NAMES = {v: k for k, v in kernels.ACTIVATIONS.items()}
+CODE_NAMES = {v: k for k, v in kernels.codes().items()}
 
 
 def _nvrtc():
@@ -34,7 +35,7 @@ def _nvrtc():
 
 
 def _compile(nvrtc, name, dtype, options):
-    body, _ = kernels.SOURCES[name]
+    body, _ = kernels.sources()[name]
     prog = nvrtc.createProgram(kernels.source(body, dtype), f"{name}.cu", [], [])
     try:
         nvrtc.compileProgram(prog, [*options, *kernels.OPTIONS])
@@ -44,16 +45,16 @@ def _compile(nvrtc, name, dtype, options):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", sorted(kernels.SOURCES))
+@pytest.mark.parametrize("name", sorted(kernels.sources()))
 def test_kernel_compiles_for_the_h200(name, dtype):
     nvrtc = _nvrtc()
     ptx = nvrtc.getPTX(_compile(nvrtc, name, dtype, ["-arch=compute_90"])).decode()
-    for f in kernels.SOURCES[name][1]:
+    for f in kernels.sources()[name][1]:
         assert f".entry {f}(" in ptx, f"{name}: no kernel {f} in the PTX"
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", sorted(kernels.SOURCES))
+@pytest.mark.parametrize("name", sorted(kernels.sources()))
 def test_kernel_machine_code_keeps_to_registers(name, dtype):
     """As cupy builds it on an H200 (sm_90 machine code, -ftz=true): no spills, no stack
     frame (an array indexed at run time would put one in local memory)."""
@@ -61,7 +62,7 @@ def test_kernel_machine_code_keeps_to_registers(name, dtype):
     prog = _compile(nvrtc, name, dtype, ["-arch=sm_90", "-ftz=true", "--ptxas-options=-v"])
     assert len(nvrtc.getCUBIN(prog)) > 0
     report = [line for line in nvrtc.getProgramLog(prog).splitlines() if "bytes stack frame" in line]
-    assert len(report) == len(kernels.SOURCES[name][1]), report
+    assert len(report) == len(kernels.sources()[name][1]), report
     for line in report:
         assert "0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads" in line, line
 
@@ -69,7 +70,7 @@ def test_kernel_machine_code_keeps_to_registers(name, dtype):
 def test_a_broken_kernel_fails_to_compile():
     """The compile test can fail: a source with an undefined name is refused."""
     nvrtc = _nvrtc()
-    prog = nvrtc.createProgram(kernels.source(kernels.ACTIVATION_GRAD.replace("delta[i] *=", "delta[i] = q *"), "float32"), "bad.cu", [], [])
+    prog = nvrtc.createProgram(kernels.source(kernels.sources()["activation_grad"][0].replace("delta[i] *=", "delta[i] = q *"), "float32"), "bad.cu", [], [])
     with pytest.raises(nvrtc.NVRTCError, match="COMPILATION"):
         nvrtc.compileProgram(prog, ["-arch=compute_90", *kernels.OPTIONS])
     assert 'identifier "q" is undefined' in nvrtc.getProgramLog(prog)
@@ -82,9 +83,9 @@ def _rng_arrays(dtype, *shapes, seed=0):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("act", sorted(kernels.codes()))
 def test_bias_activation_reference_is_the_unfused_forward(act, dtype):
-    bk, f = NumpyBackend(), activations.make(act, {**activations.HIDDEN, **activations.OUTPUT}, 0.05)
+    bk, f = NumpyBackend(), activations.RECORDS[act](0.05)
     z, b = _rng_arrays(dtype, (9, 7), (7,))
     z_ref, a_ref = kernels.bias_activation_reference(z, b, act, 0.05)
     z_un, a_un = z + b, np.empty_like(z)
@@ -99,16 +100,16 @@ def test_bias_softmax_reference_is_the_unfused_softmax(dtype):
     z, b = _rng_arrays(dtype, (9, 37), (37,))
     z *= 30  # large logits: the max shift matters
     z_ref, a_ref, ln_ref = kernels.bias_softmax_reference(z, b)
-    a_un = np.empty_like(z)
-    soft.forward(bk, z + b, a_un)
-    assert np.allclose(a_ref, a_un, **TOL[dtype]) and np.allclose(ln_ref, soft.log_norm, **TOL[dtype])
+    a_un, ln_un = np.empty_like(z), np.empty((9, 1), dtype)
+    soft.forward_log_norm(bk, z + b, a_un, ln_un)
+    assert np.allclose(a_ref, a_un, **TOL[dtype]) and np.allclose(ln_ref, ln_un, **TOL[dtype])
     assert np.allclose(a_ref.sum(axis=1), 1, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("act", ["sigmoid", "tanh", "relu", "leaky_relu"])
 def test_activation_grad_reference_is_the_unfused_bp2(act, dtype):
-    bk, f = NumpyBackend(), activations.make(act, activations.HIDDEN, 0.05)
+    bk, f = NumpyBackend(), activations.make(act, "hidden", 0.05)
     delta, z = _rng_arrays(dtype, (9, 7), (9, 7))
     a = np.empty_like(z)
     f.forward(bk, z, a)
@@ -121,12 +122,9 @@ def test_activation_grad_reference_is_the_unfused_bp2(act, dtype):
 @pytest.mark.parametrize("output,cost", gradcheck.OUTPUT_COSTS)
 def test_output_delta_reference_is_the_unfused_bp1(output, cost, dtype):
     """With the σ' code the backend picks for the pair (σ' = 1 where the cost cancels it)."""
-    bk = NumpyBackend()
-    act, c = activations.make(output, activations.OUTPUT), costs.make(cost, output)
-    fused = _FusedLayers.make(bk, activations.make("relu", activations.HIDDEN), act, c)
-    if output == "exp":  # no kernel for the Poisson output: the network keeps the unfused code
-        assert fused is None
-        return
+    bk = EmulatedCupy()
+    act, c = activations.make(output, "output"), costs.make(cost, output)
+    fused = FusedLayers.make(bk, activations.make("relu", "hidden"), act, c)
     z, y = _rng_arrays(dtype, (9, 4), (9, 4))
     a = np.empty_like(z)
     act.forward(bk, z, a)
@@ -167,7 +165,7 @@ def test_optimizer_reference_is_the_unfused_update(name, dtype):
 
 # -- the launches: each kernel emulated by its reference ---------------------------
 def test_every_kernel_signature_is_parsed():
-    named = {f for _, fs in kernels.SOURCES.values() for f in fs}
+    named = {f for _, fs in kernels.sources().values() for f in fs}
     assert set(SIGNATURES) == named
     assert SIGNATURES["adam_step"][:5] == ["real*", "const real*", "long long", "long long", "real"]
 
@@ -205,10 +203,10 @@ def test_a_target_of_another_dtype_takes_the_unfused_bp1():
 
 
 def test_an_activation_no_kernel_knows_runs_unfused():
-    class Swish:
-        name = "swish"
+    class Swish(activations.Activation):
+        name = "swish"  # no cuda_sigma: no code in the kernels
 
-    assert _FusedLayers.make(EmulatedCupy(), Swish(), activations.Softmax(), costs.make("log_likelihood", "softmax")) is None
+    assert FusedLayers.make(EmulatedCupy(), Swish(), activations.Softmax(), costs.make("log_likelihood", "softmax")) is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -231,7 +229,9 @@ def test_fused_optimizer_step_is_the_unfused_step(name, dtype):
 
 
 def test_an_optimizer_no_kernel_knows_runs_unfused():
-    assert EmulatedCupy().fused_update("adagrad") is None
+    from fastbp.nn import fused
+
+    assert fused.update(EmulatedCupy(), "adagrad") is None
 
 
 # -- loop.GraphStep's refusals (its replays: tests/test_gpu.py) ----------------------------

@@ -38,13 +38,27 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ..backend import BACKENDS, get_backend
-from ..nn import optim
+from ..nn import activations, optim
 from ..nn.network import Network, layout, views
 from ._losses import OUTPUTS
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
-# scikit-learn's activation name -> fastbp's hidden activation
-HIDDEN = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu", "leaky_relu": "leaky_relu"}
+
+
+class _ActivationNames(StrOptions):
+    """scikit-learn's names of the hidden activations, read from the records
+    (nn/activations.py) when a parameter is checked, so a new record counts."""
+
+    def __init__(self):
+        super().__init__(set())
+
+    @property
+    def options(self):
+        return set(activations.sklearn_names())
+
+    @options.setter
+    def options(self, value):  # Options.__init__ sets it; the records decide
+        pass
 
 
 def device_matrix(bk, X, dtype):
@@ -117,7 +131,7 @@ class BaseFastBP(BaseEstimator, ABC):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(HIDDEN))],
+        "activation": [_ActivationNames()],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -281,9 +295,10 @@ class BaseFastBP(BaseEstimator, ABC):
         net = self.__dict__.get("_net")
         # resolving 'auto' probes for a GPU: not on every partial_fit or predict
         bk = net.bk if net is not None and self.backend in ("auto", net.bk.name) else get_backend(self.backend)
+        hidden = activations.sklearn_names()[self.activation]
         if (fresh or net is None or net.sizes != sizes or net.dtype != dtype or net.bk is not bk
-                or net.hidden_name != HIDDEN[self.activation] or net.output_name != output):
-            net = self._net = Network(sizes, HIDDEN[self.activation], output, cost, "glorot", backend=bk, dtype=dtype)
+                or net.hidden_name != hidden or net.output_name != output):
+            net = self._net = Network(sizes, hidden, output, cost, "glorot", backend=bk, dtype=dtype)
         for W, b, coef, intercept in zip(net.weights, net.biases, self.coefs_, self.intercepts_):
             W[...] = bk.asarray(np.asarray(coef).T, dtype)  # a no-op copy when coef is W's own view
             b[...] = bk.asarray(np.ravel(intercept), dtype)

@@ -12,8 +12,7 @@ import itertools
 
 import numpy as np
 
-from .activations import HIDDEN
-from .costs import VALID_PAIRS
+from . import activations, costs
 from .network import Network, views
 
 # (output activation, cost) pairs: those a user picks from in practice
@@ -84,9 +83,9 @@ def check_all(seed=0, backend="numpy"):
     results = []
     shapes = [((5, 4, 3, 3), 7), ((3, 6, 2), 1)]
     for (hidden, (output, cost)), (sizes, batch) in itertools.product(
-        itertools.product(HIDDEN, OUTPUT_COSTS), shapes
+        itertools.product(activations.names("hidden"), OUTPUT_COSTS), shapes
     ):
-        assert output in VALID_PAIRS[cost]
+        assert output in costs.RECORDS[cost].outputs
         err = check(hidden, output, cost, sizes, batch, seed, backend)
         results.append((hidden, output, cost, sizes, batch, err))
     return results

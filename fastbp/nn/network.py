@@ -30,6 +30,7 @@ import numpy as np
 
 from ..backend import get_backend, resolve_dtype
 from . import activations, costs
+from .fused import FusedLayers
 from . import init as initialisers
 
 
@@ -65,6 +66,7 @@ class _Buffers:
     def __init__(self, xp, sizes, capacity, dtype, dropout):
         shapes = [(capacity, n) for n in sizes[1:]]
         self.capacity = capacity
+        self.log_norm = xp.empty((capacity, 1), dtype)  # a softmax output's ln Σ e^z per row
         self.z = [xp.empty(s, dtype) for s in shapes]
         self.a = [xp.empty(s, dtype) for s in shapes]
         self.delta = [xp.empty(s, dtype) for s in shapes]
@@ -80,6 +82,7 @@ class _Buffers:
             if len(self._rows) > 8:  # a caller cycling through many sizes: don't hoard views
                 self._rows.clear()
             cut = self._rows[n] = SimpleNamespace(**{k: [x[:n] for x in getattr(self, k)] for k in self.NAMES})
+            cut.log_norm = self.log_norm[:n]
         return cut
 
 
@@ -88,9 +91,11 @@ class Network:
 
     sizes      layer sizes, input first: [784, 100, 10]
     hidden     hidden activation: sigmoid, tanh, relu, leaky_relu, identity
-    output     output activation: sigmoid, softmax, identity, exp (tanh, relu)
+               (activations.names("hidden"))
+    output     output activation: sigmoid, softmax, identity, exp, tanh, relu
+               (activations.names("output"))
     cost       quadratic, cross_entropy (sigmoid), log_likelihood (softmax),
-               poisson (exp)
+               poisson (exp) (costs.RECORDS, each with the outputs it pairs with)
     init       normal, normal_scaled, glorot, he
     backend    numpy, cupy, auto
     dtype      float32 (default) or float64
@@ -118,13 +123,13 @@ class Network:
         self.sizes = sizes
         self.hidden_name, self.output_name, self.cost_name = hidden, output, cost
         self.init_name, self.leaky_slope, self.dropout = init, leaky_slope, dropout
-        self.hidden = activations.make(hidden, activations.HIDDEN, leaky_slope)
-        self.output = activations.make(output, activations.OUTPUT, leaky_slope)
+        self.hidden = activations.make(hidden, "hidden", leaky_slope)
+        self.output = activations.make(output, "output", leaky_slope)
         self.cost = costs.make(cost, output)
         self.bk = get_backend(backend)
         self.xp = self.bk.xp
         self.dtype = resolve_dtype(dtype)
-        self.fused = self.bk.fused_layers(self.hidden, self.output, self.cost)  # None on numpy
+        self.fused = FusedLayers.make(self.bk, self.hidden, self.output, self.cost)  # None on numpy
 
         _, self.n_weights, self.n_params = layout(sizes)
         self.params = self.xp.zeros(self.n_params, self.dtype)
@@ -141,6 +146,9 @@ class Network:
         self._buf = {True: None, False: None}  # training and inference buffers
         self._drop_rng = None
         self._dropped = False  # did the last training forward pass apply dropout?
+        # What the last forward passes left, for the calls that read them:
+        self._out = None  # (z^L, a^L, log_norm or None) of the last forward, for batch_cost
+        self._trained = None  # rows of the last training forward, for backward
 
     @property
     def n_layers(self):
@@ -186,19 +194,27 @@ class Network:
             if l == 0 and not isinstance(X, xp.ndarray):
                 z[...] = X @ W.T  # a scipy/cupyx sparse X: matmul takes dense arrays only
             else:
-                xp.matmul(a_prev, W.T, out=z)
-            if fused:  # the two lines below as one kernel
-                fused.bias_activation(z, b, a, l == last)
+                bk.matmul(a_prev, W.T, out=z)
+            if fused:  # the lines below as one kernel
+                log_norm = fused.bias_activation(z, b, a, l == last, rows.log_norm)
             else:
                 xp.add(z, b, out=z)
-                (self.output if l == last else self.hidden).forward(bk, z, a)
+                if l < last:
+                    self.hidden.forward(bk, z, a)
+                elif isinstance(self.output, activations.Softmax):  # ln Σ e^z for the cost, on the way
+                    log_norm = rows.log_norm
+                    self.output.forward_log_norm(bk, z, a, log_norm)
+                else:
+                    self.output.forward(bk, z, a)
+                    log_norm = None
             a_prev = a
             if l == last:
-                self.z_out, self.a_out = z, a  # for the cost (batch_cost)
+                self._out = (z, a, log_norm)
             elif train and drop and self.dropout:
                 a_prev = self._drop(rows, l, a)
         if train:
             self._dropped = bool(drop and self.dropout)
+            self._trained = n
         return a_prev
 
     def _drop(self, rows, l, a):
@@ -221,6 +237,10 @@ class Network:
         X may be a scipy/cupyx sparse matrix (only layer 1 reads it).
         """
         xp, bk, fused, n = self.xp, self.bk, self.fused, X.shape[0]
+        if self._trained != n:
+            raise RuntimeError(f"Network.backward of {n} rows: call forward(X, train=True) on the same batch first "
+                               f"(backward reads what the training forward pass left; "
+                               + (f"the last one had {self._trained} rows)" if self._trained else "there was none)"))
         rows, L = self._buf[True].rows(n), self.n_layers
         fed = rows.dropped if self._dropped else rows.a  # what each layer fed forward
 
@@ -243,12 +263,12 @@ class Network:
             if l == 0 and not isinstance(X, xp.ndarray):
                 self.grad_weights[0][...] = (X.T @ delta).T  # sparse X: matmul takes dense arrays only
             else:
-                xp.matmul(delta.T, a_prev, out=self.grad_weights[l])
+                bk.matmul(delta.T, a_prev, out=self.grad_weights[l])
             if l == 0:
                 break  # no δ for the input layer
             # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
             below = rows.delta[l - 1]
-            xp.matmul(delta, self.weights[l], out=below)
+            bk.matmul(delta, self.weights[l], out=below)
             if self._dropped:
                 xp.multiply(below, rows.mask[l - 1], out=below)
             if fused:  # the line below as one kernel
@@ -280,9 +300,23 @@ class Network:
         """Class index per row (argmax of the output layer)."""
         return self.feedforward(X, batch_size).argmax(axis=1)
 
+    @property
+    def a_out(self):
+        """a^L of the last forward pass (its buffer: read it before the next one)."""
+        return self._last_out()[1]
+
+    def _last_out(self):
+        if self._out is None:
+            raise RuntimeError("call Network.forward first: there is no forward pass to read the outputs of")
+        return self._out
+
     def batch_cost(self, Y):
         """The cost summed over the rows of the last forward pass (a 0-d device array)."""
-        return self.cost.fn(self.bk, self.z_out, self.a_out, Y, self.output)
+        z, a, log_norm = self._last_out()
+        if Y.shape != a.shape:
+            raise ValueError(f"Network.batch_cost: targets of shape {tuple(Y.shape)} for a forward pass of shape "
+                             f"{tuple(a.shape)}: call forward on the batch these targets belong to first")
+        return self.cost.fn(self.bk, z, a, Y, log_norm)
 
     def loss(self, X, Y, sample_weight=None):
         """Mean cost over the rows of (X, Y), weighted by `sample_weight` if
@@ -294,8 +328,8 @@ class Network:
         if sample_weight is None:
             return float(self.batch_cost(Y)) / X.shape[0]
         w = self.xp.asarray(sample_weight, dtype=self.dtype)
-        per_row = [float(self.cost.fn(self.bk, self.z_out[i : i + 1], self.a_out[i : i + 1], Y[i : i + 1], None))
-                   for i in range(X.shape[0])]
+        z, a, _ = self._out
+        per_row = [float(self.cost.fn(self.bk, z[i : i + 1], a[i : i + 1], Y[i : i + 1])) for i in range(X.shape[0])]
         return float((w * self.xp.asarray(per_row, dtype=self.dtype)).sum() / w.sum())
 
     # ------------------------------------------------------------------

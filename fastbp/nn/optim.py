@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from . import fused
 from .registry import Param, take
 
 PARAMS = {
@@ -37,7 +38,7 @@ class Optimizer:
             setattr(self, key, value)
         self.t = 0  # steps taken
         self._work = None
-        self._fused = self.bk.fused_update(self.name)  # None on numpy
+        self._fused = fused.update(self.bk, self.name)  # None on numpy
 
     @property
     def work(self):

@@ -68,10 +68,10 @@ class Data:
 
 @dataclass
 class Model:
-    sizes: list = key([64, 100, 10], "a list of at least two positive integers", _sizes)
-    hidden: str = key("relu", choices=tuple(activations.HIDDEN))
-    output: str = key("softmax", choices=tuple(activations.OUTPUT))
-    cost: str = key("log_likelihood", choices=tuple(costs.COSTS))
+    sizes: list = key([64, 256, 10], "a list of at least two positive integers", _sizes)  # the digits config's
+    hidden: str = key("relu", choices=lambda: activations.names("hidden"))  # the records as they are now
+    output: str = key("softmax", choices=lambda: activations.names("output"))
+    cost: str = key("log_likelihood", choices=lambda: tuple(costs.RECORDS))
     init: str = key("he", choices=tuple(init.INITIALISERS))
     dropout: float = key(0.0, "in [0, 1)", _unit)
     leaky_slope: float = key(0.01, "in (0, 1)", lambda v: 0 < v < 1)
@@ -228,6 +228,8 @@ def _check_key(section, name):
 def _check_value(section, name, value):
     f = _keys(section)[name]
     full, want, ok, choices = f"{section}.{name}", f.metadata["want"], f.metadata["ok"], f.metadata["choices"]
+    if callable(choices):
+        choices = choices()
     types = TYPES[f.type if isinstance(f.type, str) else f.type.__name__]
     if float in types and int not in types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -277,7 +279,7 @@ def parse_override(text):
 def validate(cfg):
     """Checks across keys, after every value is individually valid."""
     m = cfg.model
-    pairs = costs.VALID_PAIRS[m.cost]
+    pairs = costs.RECORDS[m.cost].outputs
     if m.output not in pairs:
         raise ConfigError(
             f"config key 'model.cost' = {m.cost!r} does not pair with model.output = {m.output!r}; "

@@ -2,7 +2,7 @@
 Network and an optimiser.
 
     batches = Batches(data["train"], batch_size=32, seed=0)
-    for x, y, labels in batches.epoch(epoch):       # shuffled, on the device
+    for b, x, y, labels in batches.epoch(epoch):    # shuffled, on the device
         net.gradient(x, y); opt.step(lr)
     loss, accuracy = evaluate(net, data["test"])
 
