@@ -36,17 +36,14 @@ class Model(NamedTuple):
 
 
 # -- a saved run --------------------------------------------------------------------------------------
-CHECKPOINTS = {"best": ("best.npz", "last.npz"), "last": ("last.npz",)}
-
-
 def load_run(target, checkpoint="best") -> Model:
     """The network of a run directory (its best.npz, else last.npz; or last.npz)
     or of a checkpoint file, on the CPU, with its preprocessing."""
     from .train import checkpoint as ckpt_mod
 
-    if checkpoint not in CHECKPOINTS:
-        raise UsageError(f"--checkpoint must be best or last, got {checkpoint!r}")
-    ckpt = ckpt_mod.load(target, prefer=CHECKPOINTS[checkpoint])
+    if checkpoint not in ckpt_mod.CHOICES:
+        raise UsageError(f"--checkpoint must be {' or '.join(ckpt_mod.CHOICES)}, got {checkpoint!r}")
+    ckpt = ckpt_mod.load(target, prefer=ckpt_mod.CHOICES[checkpoint])
     name = ckpt.config.data.name
     names = DIGIT_NAMES if name == "digits" else CLASS_NAMES.get(name)
     return Model(ckpt.make_network("numpy"), ckpt.preprocess, names, ckpt.path)

@@ -25,6 +25,11 @@ from .loop import TrainState
 
 FORMAT = "fastbp-checkpoint-2"
 JSON_KEYS = ("config", "network", "state", "preprocess")
+# The files of a run directory that eval, export and predict read for each --checkpoint choice. The
+# default is best.npz, the weights a user evaluating a run expects (last.npz when the run kept none,
+# stopped in its first epoch); `train --resume` reads last.npz, where training stopped.
+CHOICES = {"best": ("best.npz", "last.npz"), "last": ("last.npz",)}
+DEFAULT = "best"
 
 
 @dataclass
