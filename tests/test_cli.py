@@ -12,6 +12,7 @@ from cli_helpers import FAST, TINY, cli, expect_error, fastbp, sets  # noqa: F40
 from data_helpers import synthetic_arrays, write_idx_folder
 
 from fastbp import backend
+from fastbp import cli as fastbp_cli
 from fastbp.data.locate import IDX_FILES
 from fastbp.nn.network import Network
 from fastbp.train import build
@@ -168,3 +169,47 @@ def test_closed_stdout_exits_141_quietly(tmp_path):
     assert proc.wait(timeout=120) == 141 and err == ""
 
 
+
+
+# -- one way to apply an option, one default checkpoint ------------------------------------------------
+def test_every_flag_is_a_config_override_applied_after_set():
+    """train, compare and eval turn their flags into config overrides by one function; a flag wins
+    over a --set of the same key."""
+    from fastbp.train import config
+
+    parse = fastbp_cli.build_parser().parse_args
+    args = parse(["train", "--set", 'train.backend="cupy"', "--backend", "numpy", "--data-dir", "d d",
+                  "--out", "o", "--tensorboard"])
+    assert fastbp_cli.overrides(args) == ['train.backend="cupy"', 'train.backend="numpy"', 'data.data_dir="d d"',
+                                         'output.dir="o"', "output.tensorboard=true"]
+    cfg = config.load(None, fastbp_cli.overrides(args))
+    assert (cfg.train.backend, cfg.data.data_dir, cfg.output.dir, cfg.output.tensorboard) == ("numpy", "d d", "o", True)
+    assert fastbp_cli.overrides(parse(["train"])) == []
+    assert fastbp_cli.overrides(parse(["compare", "--data-dir", "x"])) == ['data.data_dir="x"']
+    assert fastbp_cli.overrides(parse(["eval", "RUN", "--backend", "numpy", "--data-dir", "x"])) == [
+        'train.backend="numpy"', 'data.data_dir="x"']
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "predict"])
+def test_eval_export_and_predict_share_one_documented_default_checkpoint(cli, command):
+    rc, out, _ = cli(command, "--help")
+    assert rc == 0
+    assert "best.npz, the best epoch's weights (the default; last.npz when the run kept none)" in " ".join(out.split())
+    args = {"eval": ["eval", "R"], "export": ["export", "R", "-o", "x.onnx"], "predict": ["predict", "R", "f.npy"]}[command]
+    assert fastbp_cli.build_parser().parse_args(args).checkpoint == "best"
+
+
+def test_eval_reads_best_by_default_last_on_request_and_last_when_there_is_no_best(cli, digits_run, tmp_path):
+    import json
+    import shutil
+
+    def evaluated(target, *args):
+        rc, out, err = cli("eval", target, "--json", *args)
+        assert rc == 0, err
+        return json.loads(out)
+
+    best = evaluated(digits_run)
+    assert best["checkpoint"] == str(digits_run / "best.npz") and 0.5 < best["test_accuracy"] <= 1
+    assert evaluated(digits_run, "--checkpoint", "last")["checkpoint"] == str(digits_run / "last.npz")
+    shutil.copy(digits_run / "last.npz", tmp_path / "last.npz")  # a run stopped before it kept a best
+    assert evaluated(tmp_path)["checkpoint"] == str(tmp_path / "last.npz")
