@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .backend import BACKENDS
 from .errors import FastBPError, UsageError
+from .predict import PREPROCESS_CHOICES
 
 def _config_path(arg):
     from .train.config import find
@@ -79,21 +80,28 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    from .train import checkpoint, config, loop
+    from .train import checkpoint, config, loop, report
     from .train.build import build
 
     ckpt = checkpoint.load(args.target, prefer=checkpoint.CHOICES[args.checkpoint])
     setup = build(config.from_dict(ckpt.config.to_dict(), overrides(args)), train=False)
+    checkpoint.check_classes(ckpt, setup.dataset)
     checkpoint.restore(ckpt, setup.net)
     result = {"checkpoint": str(ckpt.path), "dataset": setup.dataset.name}
+    tables = {}
     for split in ("val", "test"):
         if split in setup.data:
-            result[f"{split}_loss"], result[f"{split}_accuracy"] = loop.evaluate(setup.net, setup.data[split])
+            data = setup.data[split]
+            result[f"{split}_loss"], result[f"{split}_accuracy"] = loop.evaluate(setup.net, data)
+            y_true = setup.bk.to_numpy(data.labels)
+            tables[f"{split}_per_class"] = report.class_metrics(y_true, loop.predict(setup.net, data), ckpt.class_names)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, **tables}))
     else:
         for k, v in result.items():
             print(f"{k}: {100 * v:.2f}%" if k.endswith("accuracy") else f"{k}: {v}")
+        for k, metrics in tables.items():
+            print(f"{k.replace('_', ' ')}:\n{report.class_table(metrics)}")
     return 0
 
 
@@ -199,7 +207,7 @@ def cmd_export(args):
 def cmd_predict(args):
     from .predict import format_json, format_result, load_run, predict_files
 
-    results = predict_files(load_run(args.target, args.checkpoint), args.files, top=args.top)
+    results = predict_files(load_run(args.target, args.checkpoint), args.files, top=args.top, images=args.preprocess)
     for r in results:
         print(format_json(r) if args.json else format_result(r))
     return 0
@@ -286,7 +294,11 @@ def build_parser():
     pr = sub.add_parser("predict", help="classify images (PNG, JPEG: pip install 'fastbp[images]') or .npy/.csv rows")
     pr.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
     pr.add_argument("files", metavar="FILE", nargs="+", type=Path,
-                    help="an image (preprocessed as MNIST's digits were), or .npy/.csv rows of raw features")
+                    help="an image (read as --preprocess says), or .npy/.csv rows of raw features")
+    pr.add_argument("--preprocess", choices=PREPROCESS_CHOICES, default="auto",
+                    help="how an image becomes the network's input: digits (MNIST's: invert dark ink, crop to it, "
+                         "centre by mass), none (its grey levels as they are, resized to 28x28), or auto (the "
+                         "default: as the run's data were, digits for mnist and digits, none for anything else)")
     _checkpoint_option(pr)
     pr.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input row")

@@ -87,10 +87,11 @@ def _npz(tmp_path, X_train, y_train, needles):
     return path, path, needles
 
 
-def _label_out_of_range(tmp_path):
+def _more_classes_than_outputs(tmp_path):
     y = np.arange(20) % 10
     y[3] = 12
-    return _npz(tmp_path, np.ones((20, 64)), y, ["output layer has 10", "training label 12 is outside 0..9"])
+    return _npz(tmp_path, np.ones((20, 64)), y, ["has 11 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12)",
+                                                 "output layer has 10; make the last of model.sizes 11"])
 
 
 def _non_finite_npz(tmp_path):
@@ -105,7 +106,7 @@ def _empty_npz(tmp_path):
 
 @pytest.mark.parametrize(
     "make",
-    [_wrong_magic, _truncated, _corrupt_gzip, _count_mismatch, _label_out_of_range, _wrong_image_size, _non_finite_npz, _empty_npz],
+    [_wrong_magic, _truncated, _corrupt_gzip, _count_mismatch, _more_classes_than_outputs, _wrong_image_size, _non_finite_npz, _empty_npz],
     ids=lambda f: f.__name__.strip("_"),
 )
 def test_bad_data_files_name_the_file_and_exit_2(cli, tmp_path, make):
@@ -213,3 +214,28 @@ def test_eval_reads_best_by_default_last_on_request_and_last_when_there_is_no_be
     assert evaluated(digits_run, "--checkpoint", "last")["checkpoint"] == str(digits_run / "last.npz")
     shutil.copy(digits_run / "last.npz", tmp_path / "last.npz")  # a run stopped before it kept a best
     assert evaluated(tmp_path)["checkpoint"] == str(tmp_path / "last.npz")
+
+
+# -- where the data are: a path that points nowhere is said, not passed over ---------------------------
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_data_dir_that_is_not_a_folder_is_one_line(cli, tmp_path, digits_run, kind):
+    where = tmp_path / "data"
+    if kind == "file":
+        where.write_text("not a folder")
+    problem = "is a file, not a folder" if kind == "file" else "no such folder"
+    needles = (f"data directory {where} (--data-dir or data.data_dir): {problem}; give the folder that holds the data",)
+    expect_error(cli("train", "mnist", "--data-dir", where, "--out", tmp_path / "r", *TINY), 2, *needles)
+    expect_error(cli("train", "--data-dir", where, "--out", tmp_path / "r", *TINY), 2, *needles)  # digits: unused, still said
+    expect_error(cli("train", "--set", f'data.data_dir="{where}"', "--out", tmp_path / "r", *TINY), 2, *needles)
+    expect_error(cli("eval", digits_run, "--data-dir", where), 2, *needles)
+    expect_error(cli("data", "list", "--data-dir", where), 2, *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_fastbp_data_that_is_not_a_folder_is_said_where_it_is_used(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "nowhere"))
+    line = f"$FASTBP_DATA={tmp_path / 'nowhere'}: no such folder; point it at a folder holding mnist/ or fashion-mnist/, or unset it"
+    expect_error(cli("train", "mnist", "--out", tmp_path / "r", *TINY), 2, line)
+    expect_error(cli("data", "list"), 2, line)
+    rc, _, err = cli("train", "--out", tmp_path / "r", *TINY)  # digits is built in: $FASTBP_DATA is not used
+    assert rc == 0, err
