@@ -68,7 +68,7 @@ def cmd_train(args):
         cfg = config.from_dict(resume.config.to_dict(), overrides(args))
     else:
         cfg = config.load(_config_path(args.config), overrides(args))
-    name = Path(args.config).stem if args.config else "digits"
+    name = Path(args.config).stem if args.config else None  # None: the data set's name
     summary = trainer.Trainer(cfg, resume=resume, quiet=args.quiet, name=name).run()
     acc = summary.get("test_accuracy")
     if not args.json:
