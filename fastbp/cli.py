@@ -100,8 +100,9 @@ def cmd_eval(args):
     else:
         for k, v in result.items():
             print(f"{k}: {100 * v:.2f}%" if k.endswith("accuracy") else f"{k}: {v}")
-        for k, metrics in tables.items():
-            print(f"{k.replace('_', ' ')}:\n{report.class_table(metrics)}")
+        if tables:  # the last split's (test, else validation): the lines per class of both would be many
+            key, metrics = list(tables.items())[-1]
+            print(f"{key.replace('_', ' ')}:\n{report.class_table(metrics)}")
     return 0
 
 
