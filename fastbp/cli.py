@@ -18,11 +18,28 @@ from pathlib import Path
 from . import __version__
 from .backend import BACKENDS
 from .errors import FastBPError, UsageError
+from .predict import PREPROCESS_CHOICES
 
 def _config_path(arg):
     from .train.config import find
 
     return find(arg)
+
+
+# Every flag that sets a config key, and the key: the one way a flag applies, after --set, for every
+# command that has it (train, compare, eval).
+FLAG_KEYS = {"backend": "train.backend", "data_dir": "data.data_dir", "out": "output.dir", "tensorboard": "output.tensorboard"}
+
+
+def overrides(args):
+    """The config overrides a command's flags ask for, as --set strings: its own --set ones, then one for
+    each flag of FLAG_KEYS given, so that a flag wins over a --set of the same key."""
+    out = list(getattr(args, "set", None) or [])
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value not in (None, False):
+            out.append(f"{key}={json.dumps(value if isinstance(value, bool) else str(value))}")
+    return out
 
 
 def _print_configs():
@@ -43,24 +60,15 @@ def cmd_train(args):
 
     if args.list_configs:
         return _print_configs()
-    overrides = list(args.set or [])
-    if args.backend:
-        overrides.append(f'train.backend="{args.backend}"')
-    if args.data_dir:
-        overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
-    if args.out:
-        overrides.append(f"output.dir={json.dumps(str(args.out))}")
-    if args.tensorboard:
-        overrides.append("output.tensorboard=true")
     resume = None
     if args.resume:
         if args.config:
             raise UsageError("--resume takes its config from the checkpoint; give no CONFIG with it")
         resume = checkpoint.load(args.resume)
-        cfg = config.from_dict(resume.config.to_dict(), overrides)
+        cfg = config.from_dict(resume.config.to_dict(), overrides(args))
     else:
-        cfg = config.load(_config_path(args.config), overrides)
-    name = Path(args.config).stem if args.config else "digits"
+        cfg = config.load(_config_path(args.config), overrides(args))
+    name = Path(args.config).stem if args.config else None  # None: the data set's name
     summary = trainer.Trainer(cfg, resume=resume, quiet=args.quiet, name=name).run()
     acc = summary.get("test_accuracy")
     if not args.json:
@@ -72,36 +80,36 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    from .train import checkpoint, loop
+    from .train import checkpoint, config, loop, report
     from .train.build import build
 
-    ckpt = checkpoint.load(args.target, prefer=(f"{args.checkpoint}.npz",))
-    cfg = ckpt.config
-    if args.data_dir:
-        cfg.data.data_dir = str(args.data_dir)
-    if args.backend:
-        cfg.train.backend = args.backend
-    setup = build(cfg, train=False)
+    ckpt = checkpoint.load(args.target, prefer=checkpoint.CHOICES[args.checkpoint])
+    setup = build(config.from_dict(ckpt.config.to_dict(), overrides(args)), train=False)
+    checkpoint.check_classes(ckpt, setup.dataset)
     checkpoint.restore(ckpt, setup.net)
     result = {"checkpoint": str(ckpt.path), "dataset": setup.dataset.name}
+    tables = {}
     for split in ("val", "test"):
         if split in setup.data:
-            result[f"{split}_loss"], result[f"{split}_accuracy"] = loop.evaluate(setup.net, setup.data[split])
+            data = setup.data[split]
+            result[f"{split}_loss"], result[f"{split}_accuracy"] = loop.evaluate(setup.net, data)
+            y_true = setup.bk.to_numpy(data.labels)
+            tables[f"{split}_per_class"] = report.class_metrics(y_true, loop.predict(setup.net, data), ckpt.class_names)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({**result, **tables}))
     else:
         for k, v in result.items():
             print(f"{k}: {100 * v:.2f}%" if k.endswith("accuracy") else f"{k}: {v}")
+        if tables:  # the last split's (test, else validation): the lines per class of both would be many
+            key, metrics = list(tables.items())[-1]
+            print(f"{key.replace('_', ' ')}:\n{report.class_table(metrics)}")
     return 0
 
 
 def cmd_compare(args):
     from .train import compare, config
 
-    overrides = list(args.set or [])
-    if args.data_dir:
-        overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
-    cfg = config.load(_config_path(args.config), overrides)
+    cfg = config.load(_config_path(args.config), overrides(args))
     rows = compare.compare(cfg, args.epochs, log=(lambda m: None) if args.json else print)
     print(json.dumps(rows) if args.json else compare.table(rows))
     return 0
@@ -203,10 +211,19 @@ def cmd_export(args):
 def cmd_predict(args):
     from .predict import format_json, format_result, load_run, predict_files
 
-    results = predict_files(load_run(args.target, args.checkpoint), args.files, top=args.top)
+    results = predict_files(load_run(args.target, args.checkpoint), args.files, top=args.top, images=args.preprocess)
     for r in results:
         print(format_json(r) if args.json else format_result(r))
     return 0
+
+
+def _checkpoint_option(parser):
+    """--checkpoint, the same for every command that reads a run directory."""
+    from .train.checkpoint import CHOICES, DEFAULT
+
+    parser.add_argument("--checkpoint", choices=tuple(CHOICES), default=DEFAULT,
+                        help="of a run directory: best.npz, the best epoch's weights (the default; last.npz when the "
+                             "run kept none), or last.npz, the last epoch's")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -239,7 +256,7 @@ def build_parser():
     e.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
     e.add_argument("--data-dir", type=Path)
     e.add_argument("--backend", choices=BACKENDS)
-    e.add_argument("--checkpoint", choices=("last", "best"), default="last", help="of a run directory: last.npz (default) or best.npz")
+    _checkpoint_option(e)
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
@@ -274,17 +291,19 @@ def build_parser():
     ex = sub.add_parser("export", help="write a trained network as an ONNX model (pip install 'fastbp[onnx]')")
     ex.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
     ex.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
-    ex.add_argument("--checkpoint", choices=("best", "last"), default="best",
-                    help="of a run directory: best.npz (default; last.npz if there is none) or last.npz")
+    _checkpoint_option(ex)
     ex.add_argument("--opset", type=int, help="ONNX opset to write (default 17)")
     ex.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("predict", help="classify images (PNG, JPEG: pip install 'fastbp[images]') or .npy/.csv rows")
     pr.add_argument("target", metavar="RUN_DIR_OR_CHECKPOINT")
     pr.add_argument("files", metavar="FILE", nargs="+", type=Path,
-                    help="an image (preprocessed as MNIST's digits were), or .npy/.csv rows of raw features")
-    pr.add_argument("--checkpoint", choices=("best", "last"), default="best",
-                    help="of a run directory: best.npz (default; last.npz if there is none) or last.npz")
+                    help="an image (read as --preprocess says), or .npy/.csv rows of raw features")
+    pr.add_argument("--preprocess", choices=PREPROCESS_CHOICES, default="auto",
+                    help="how an image becomes the network's input: digits (MNIST's: invert dark ink, crop to it, "
+                         "centre by mass), none (its grey levels as they are, resized to 28x28), or auto (the "
+                         "default: as the run's data were, digits for mnist and digits, none for anything else)")
+    _checkpoint_option(pr)
     pr.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input row")
     pr.set_defaults(func=cmd_predict)

@@ -1,9 +1,12 @@
 """Ask a trained run about your own inputs: `fastbp predict RUN_DIR FILE...`.
 
 Images (PNG, JPEG, anything Pillow opens; Pillow is the optional extra
-`fastbp[images]`) get MNIST's own preprocessing (`mnist_preprocess`), so a
-digit drawn dark on white, large and off-centre, reaches the network looking
-like an MNIST digit. `.npy` and `.csv` files hold rows of raw features, as the
+`fastbp[images]`) are read as the run's data were made, as its checkpoint
+records (`--preprocess auto`), or as asked: "digits" is MNIST's own
+preprocessing (`mnist_preprocess`), so a digit drawn dark on white, large and
+off-centre, reaches the network looking like an MNIST digit; "none" feeds the
+image's grey levels as they are, resized to 28x28 (photographs, as
+Fashion-MNIST's). `.npy` and `.csv` files hold rows of raw features, as the
 data set had them (e.g. 784 pixel values 0..255), and are fed as they are.
 
 Either way the network sees what training fed it: the raw input times the
@@ -20,36 +23,32 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .data.datasets import CLASS_NAMES, DIGIT_NAMES
+from .data.datasets import IMAGE_PREPROCESSING, is_header
 from .errors import DataError, UsageError
 
 MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo passes; a decompression bomb does not
 SIDE, BOX = 28, 20  # MNIST: the digit fitted into 20x20, centred by mass in 28x28
 MIN_CONTRAST = 24  # of 255: less than this between ink and paper is a blank image
+PREPROCESS_CHOICES = ("auto", *IMAGE_PREPROCESSING)  # auto: as the checkpoint records
 
 
 class Model(NamedTuple):
     net: object  # fastbp.nn.network.Network, numpy backend
     preprocess: object  # fastbp.train.build.Preprocess: what the network saw for raw rows
-    class_names: tuple | None
+    class_names: tuple  # of str: output i is class_names[i]
     path: Path  # the checkpoint file
 
 
 # -- a saved run --------------------------------------------------------------------------------------
-CHECKPOINTS = {"best": ("best.npz", "last.npz"), "last": ("last.npz",)}
-
-
 def load_run(target, checkpoint="best") -> Model:
     """The network of a run directory (its best.npz, else last.npz; or last.npz)
     or of a checkpoint file, on the CPU, with its preprocessing."""
     from .train import checkpoint as ckpt_mod
 
-    if checkpoint not in CHECKPOINTS:
-        raise UsageError(f"--checkpoint must be best or last, got {checkpoint!r}")
-    ckpt = ckpt_mod.load(target, prefer=CHECKPOINTS[checkpoint])
-    name = ckpt.config.data.name
-    names = DIGIT_NAMES if name == "digits" else CLASS_NAMES.get(name)
-    return Model(ckpt.make_network("numpy"), ckpt.preprocess, names, ckpt.path)
+    if checkpoint not in ckpt_mod.CHOICES:
+        raise UsageError(f"--checkpoint must be {' or '.join(ckpt_mod.CHOICES)}, got {checkpoint!r}")
+    ckpt = ckpt_mod.load(target, prefer=ckpt_mod.CHOICES[checkpoint])
+    return Model(ckpt.make_network("numpy"), ckpt.preprocess, ckpt.class_names, ckpt.path)
 
 
 # -- MNIST's preprocessing ----------------------------------------------------------------------------
@@ -99,6 +98,20 @@ def mnist_preprocess(gray) -> np.ndarray:
     return out
 
 
+def plain_preprocess(gray) -> np.ndarray:
+    """A greyscale image as it is, resized to (28, 28) uint8 when it is another size: no inversion,
+    crop or centring (for a run trained on photographs, as Fashion-MNIST's)."""
+    from PIL import Image
+
+    g = np.asarray(gray, dtype=np.uint8)
+    if g.shape != (SIDE, SIDE):
+        g = np.asarray(Image.fromarray(g).resize((SIDE, SIDE), Image.Resampling.LANCZOS))
+    return g
+
+
+IMAGE_READERS = {"digits": mnist_preprocess, "none": plain_preprocess}
+
+
 # -- reading inputs -----------------------------------------------------------------------------------
 def _error(path, problem):
     return DataError(f"input {path}: {problem}")
@@ -133,20 +146,21 @@ def read_image(path) -> np.ndarray:
 
 def read_rows(path, n_features) -> np.ndarray:
     """Rows of raw features from .npy (any shape whose rows hold n_features values) or
-    .csv (n_features values a line, or a label first as in a training CSV; a header is skipped)."""
+    .csv (n_features values a line, or a label, a number or a word, first as in a training CSV;
+    a header is skipped)."""
     path = Path(path)
     try:
         if path.suffix.lower() == ".npy":
             a = np.load(path, allow_pickle=False)
         else:
             lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            if lines and not _numbers(lines[0]):
+            if lines and is_header(lines[:2]):
                 lines = lines[1:]
             if not lines:
                 raise _error(path, "no rows")
+            if all(line.count(",") == n_features for line in lines):  # a label first
+                lines = [line.split(",", 1)[1] for line in lines]
             a = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2)
-            if a.shape[1] == n_features + 1:
-                a = a[:, 1:]
     except DataError:
         raise
     except FileNotFoundError:
@@ -166,16 +180,9 @@ def read_rows(path, n_features) -> np.ndarray:
     return a
 
 
-def _numbers(line):
-    try:
-        [float(v) for v in line.split(",")]
-    except ValueError:
-        return False
-    return True
-
-
-def read_inputs(path, model: Model) -> np.ndarray:
-    """Raw network input rows from one file: an image (preprocessed as MNIST) or .npy/.csv rows."""
+def read_inputs(path, model: Model, images="auto") -> np.ndarray:
+    """Raw network input rows from one file: .npy/.csv rows, or an image preprocessed as `images` says
+    (a PREPROCESS_CHOICES; auto: as the run's checkpoint records)."""
     n_features = model.net.sizes[0]
     if Path(path).suffix.lower() in (".npy", ".csv"):
         X = read_rows(path, n_features)
@@ -191,8 +198,9 @@ def read_inputs(path, model: Model) -> np.ndarray:
             f"input {path}: images are read as 28x28 MNIST-style pixels, but this network takes "
             f"{n_features} {model.preprocess.input_dtype} inputs; give .npy or .csv rows"
         )
+    reader = IMAGE_READERS[model.preprocess.images if images == "auto" else images]
     try:
-        return mnist_preprocess(read_image(path)).reshape(1, -1)
+        return reader(read_image(path)).reshape(1, -1)
     except ValueError as exc:
         raise _error(path, str(exc)) from None
 
@@ -206,14 +214,17 @@ def predict(model: Model, X_raw, top=3):
     return out, [[(int(c), float(row[c])) for c in cls] for row, cls in zip(out, best)]
 
 
-def predict_files(model: Model, paths, top=3):
-    """One dict per input row: file, row (None for an image), class, name, top [[class, name, value]...]."""
+def predict_files(model: Model, paths, top=3, images="auto"):
+    """One dict per input row: file, row (None for an image), class, name, top [[class, name, value]...].
+    images: how image files are read (PREPROCESS_CHOICES)."""
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
-    name = (lambda c: model.class_names[c]) if model.class_names else str
+    if images not in PREPROCESS_CHOICES:
+        raise UsageError(f"--preprocess must be one of {', '.join(PREPROCESS_CHOICES)}, got {images!r}")
+    name = model.class_names.__getitem__
     results = []
     for path in paths:
-        X = read_inputs(path, model)
+        X = read_inputs(path, model, images)
         _, tops = predict(model, X, top)
         for i, pairs in enumerate(tops):
             results.append({

@@ -90,7 +90,22 @@ def _config_disagrees(tmp_path, run_dir):  # the network says one architecture, 
     return _crafted(tmp_path, run_dir, config=np.array(json.dumps(cfg))), ["model.sizes", "[64, 32, 10]"]
 
 
-BAD_CHECKPOINTS = [_truncated, _foreign, _npy, _text, _network_without_sizes, _params_do_not_fit, _nan_params, _config_disagrees]
+def _class_names_do_not_fit(tmp_path, run_dir):
+    return _crafted(tmp_path, run_dir, class_names=np.array(["a", "b"])), ["damaged", "class_names must be 10 strings", "shape (2,)"]
+
+
+def _class_names_not_strings(tmp_path, run_dir):
+    return _crafted(tmp_path, run_dir, class_names=np.arange(10)), ["damaged", "class_names must be 10 strings, found int64"]
+
+
+def _unknown_image_preprocessing(tmp_path, run_dir):
+    pre = json.loads(str(np.load(run_dir / "last.npz")["preprocess"]))
+    pre["images"] = "sharpen"
+    return _crafted(tmp_path, run_dir, preprocess=np.array(json.dumps(pre))), ["damaged", "'sharpen' is not one of digits, none"]
+
+
+BAD_CHECKPOINTS = [_truncated, _foreign, _npy, _text, _network_without_sizes, _params_do_not_fit, _nan_params, _config_disagrees,
+                   _class_names_do_not_fit, _class_names_not_strings, _unknown_image_preprocessing]
 
 
 @pytest.mark.parametrize("command", ["eval", "resume"])
@@ -337,11 +352,13 @@ def test_a_checkpoint_round_trips_config_state_preprocess_and_optimizer(tmp_path
     pre = t.setup.preprocess
     assert ckpt.preprocess.input_dtype == "uint8" and ckpt.preprocess.scale == pre.scale
     assert np.array_equal(ckpt.preprocess.mean, pre.mean) and np.array_equal(ckpt.preprocess.std, pre.std)
+    assert ckpt.preprocess.images == "digits" and ckpt.class_names == tuple("0123456789")
     best = checkpoint.load(t.run_dir.path, prefer=("best.npz",))
     assert best.path.name == "best.npz"
 
 
-def test_a_checkpoint_of_an_older_format_is_refused_by_name(tmp_path):
-    np.savez(tmp_path / "old.npz", format=np.array("fastbp-checkpoint-1"), params=np.zeros(3))
-    with pytest.raises(CheckpointError, match="written by an older fastbp"):
+@pytest.mark.parametrize("old", ["fastbp-checkpoint-1", "fastbp-checkpoint-2"])
+def test_a_checkpoint_of_an_older_format_is_refused_by_name(tmp_path, old):
+    np.savez(tmp_path / "old.npz", format=np.array(old), params=np.zeros(3))
+    with pytest.raises(CheckpointError, match=f"expected format fastbp-checkpoint-3\\) \\(it is {old}: written by an older fastbp"):
         checkpoint.load(tmp_path / "old.npz")

@@ -12,6 +12,7 @@ from cli_helpers import FAST, TINY, cli, expect_error, fastbp, sets  # noqa: F40
 from data_helpers import synthetic_arrays, write_idx_folder
 
 from fastbp import backend
+from fastbp import cli as fastbp_cli
 from fastbp.data.locate import IDX_FILES
 from fastbp.nn.network import Network
 from fastbp.train import build
@@ -86,10 +87,11 @@ def _npz(tmp_path, X_train, y_train, needles):
     return path, path, needles
 
 
-def _label_out_of_range(tmp_path):
+def _more_classes_than_outputs(tmp_path):
     y = np.arange(20) % 10
     y[3] = 12
-    return _npz(tmp_path, np.ones((20, 64)), y, ["output layer has 10", "training label 12 is outside 0..9"])
+    return _npz(tmp_path, np.ones((20, 64)), y, ["has 11 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12)",
+                                                 "output layer has 10; make the last of model.sizes 11"])
 
 
 def _non_finite_npz(tmp_path):
@@ -104,7 +106,7 @@ def _empty_npz(tmp_path):
 
 @pytest.mark.parametrize(
     "make",
-    [_wrong_magic, _truncated, _corrupt_gzip, _count_mismatch, _label_out_of_range, _wrong_image_size, _non_finite_npz, _empty_npz],
+    [_wrong_magic, _truncated, _corrupt_gzip, _count_mismatch, _more_classes_than_outputs, _wrong_image_size, _non_finite_npz, _empty_npz],
     ids=lambda f: f.__name__.strip("_"),
 )
 def test_bad_data_files_name_the_file_and_exit_2(cli, tmp_path, make):
@@ -168,3 +170,72 @@ def test_closed_stdout_exits_141_quietly(tmp_path):
     assert proc.wait(timeout=120) == 141 and err == ""
 
 
+
+
+# -- one way to apply an option, one default checkpoint ------------------------------------------------
+def test_every_flag_is_a_config_override_applied_after_set():
+    """train, compare and eval turn their flags into config overrides by one function; a flag wins
+    over a --set of the same key."""
+    from fastbp.train import config
+
+    parse = fastbp_cli.build_parser().parse_args
+    args = parse(["train", "--set", 'train.backend="cupy"', "--backend", "numpy", "--data-dir", "d d",
+                  "--out", "o", "--tensorboard"])
+    assert fastbp_cli.overrides(args) == ['train.backend="cupy"', 'train.backend="numpy"', 'data.data_dir="d d"',
+                                         'output.dir="o"', "output.tensorboard=true"]
+    cfg = config.load(None, fastbp_cli.overrides(args))
+    assert (cfg.train.backend, cfg.data.data_dir, cfg.output.dir, cfg.output.tensorboard) == ("numpy", "d d", "o", True)
+    assert fastbp_cli.overrides(parse(["train"])) == []
+    assert fastbp_cli.overrides(parse(["compare", "--data-dir", "x"])) == ['data.data_dir="x"']
+    assert fastbp_cli.overrides(parse(["eval", "RUN", "--backend", "numpy", "--data-dir", "x"])) == [
+        'train.backend="numpy"', 'data.data_dir="x"']
+
+
+@pytest.mark.parametrize("command", ["eval", "export", "predict"])
+def test_eval_export_and_predict_share_one_documented_default_checkpoint(cli, command):
+    rc, out, _ = cli(command, "--help")
+    assert rc == 0
+    assert "best.npz, the best epoch's weights (the default; last.npz when the run kept none)" in " ".join(out.split())
+    args = {"eval": ["eval", "R"], "export": ["export", "R", "-o", "x.onnx"], "predict": ["predict", "R", "f.npy"]}[command]
+    assert fastbp_cli.build_parser().parse_args(args).checkpoint == "best"
+
+
+def test_eval_reads_best_by_default_last_on_request_and_last_when_there_is_no_best(cli, digits_run, tmp_path):
+    import json
+    import shutil
+
+    def evaluated(target, *args):
+        rc, out, err = cli("eval", target, "--json", *args)
+        assert rc == 0, err
+        return json.loads(out)
+
+    best = evaluated(digits_run)
+    assert best["checkpoint"] == str(digits_run / "best.npz") and 0.5 < best["test_accuracy"] <= 1
+    assert evaluated(digits_run, "--checkpoint", "last")["checkpoint"] == str(digits_run / "last.npz")
+    shutil.copy(digits_run / "last.npz", tmp_path / "last.npz")  # a run stopped before it kept a best
+    assert evaluated(tmp_path)["checkpoint"] == str(tmp_path / "last.npz")
+
+
+# -- where the data are: a path that points nowhere is said, not passed over ---------------------------
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_data_dir_that_is_not_a_folder_is_one_line(cli, tmp_path, digits_run, kind):
+    where = tmp_path / "data"
+    if kind == "file":
+        where.write_text("not a folder")
+    problem = "is a file, not a folder" if kind == "file" else "no such folder"
+    needles = (f"data directory {where} (--data-dir or data.data_dir): {problem}; give the folder that holds the data",)
+    expect_error(cli("train", "mnist", "--data-dir", where, "--out", tmp_path / "r", *TINY), 2, *needles)
+    expect_error(cli("train", "--data-dir", where, "--out", tmp_path / "r", *TINY), 2, *needles)  # digits: unused, still said
+    expect_error(cli("train", "--set", f'data.data_dir="{where}"', "--out", tmp_path / "r", *TINY), 2, *needles)
+    expect_error(cli("eval", digits_run, "--data-dir", where), 2, *needles)
+    expect_error(cli("data", "list", "--data-dir", where), 2, *needles)
+    assert not (tmp_path / "r").exists()
+
+
+def test_fastbp_data_that_is_not_a_folder_is_said_where_it_is_used(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTBP_DATA", str(tmp_path / "nowhere"))
+    line = f"$FASTBP_DATA={tmp_path / 'nowhere'}: no such folder; point it at a folder holding mnist/ or fashion-mnist/, or unset it"
+    expect_error(cli("train", "mnist", "--out", tmp_path / "r", *TINY), 2, line)
+    expect_error(cli("data", "list"), 2, line)
+    rc, _, err = cli("train", "--out", tmp_path / "r", *TINY)  # digits is built in: $FASTBP_DATA is not used
+    assert rc == 0, err

@@ -73,6 +73,23 @@ BAD_VALUES = [
 ]
 
 
+@pytest.mark.parametrize("name", ["../../x", "..", ".", "/tmp/x", "runs/x", "a\\\\b", "x\\u0000"])
+def test_output_name_is_a_plain_name_never_a_path(cli, tmp_path, name):
+    """A run directory is made inside output.dir and nowhere else: a name that is a path is refused,
+    before anything is written."""
+    out = tmp_path / "a" / "b"
+    line = expect_error(cli("train", "--out", out, *TINY, "--set", f'output.name="{name}"'), 2, "config key 'output.name'",
+                        "must be a plain name for the run directory inside output.dir")
+    assert line.endswith(f"got {name.encode().decode('unicode_escape')!r}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_output_name_names_the_run_directory(cli, tmp_path):
+    rc, _, err = cli("train", "--out", tmp_path, *TINY, "--set", 'output.name="my run.1"')
+    assert rc == 0, err
+    assert [p.name for p in tmp_path.iterdir()] == ["my run.1"]
+
+
 @pytest.mark.parametrize("args,needles", BAD_VALUES, ids=[" ".join(args) for args, _ in BAD_VALUES])
 def test_bad_config_values_give_one_line_and_exit_2(cli, tmp_path, args, needles):
     expect_error(cli("train", "--out", tmp_path, *TINY, *args), 2, *needles)

@@ -100,10 +100,10 @@ def test_npy_is_not_npz(tmp_path):
     "change, match",
     [
         (lambda a: a.__setitem__(1, a[1][:7]), r"\(array X_train\) and .*\(array y_train\) disagree: 8 examples but 7 labels"),
-        (lambda a: a.__setitem__(3, a[3] - 5), r"\(array y_test\): label -\d at index \d is not a class index"),
-        (lambda a: a.__setitem__(1, a[1] + 0.5), r"\(array y_train\): label \d\.5 at index 0 is not a class index"),
-        (lambda a: a.__setitem__(1, a[1] + 10**6), r"label \d+ at index 0 is not a class index"),
-        (lambda a: a.__setitem__(1, a[1].astype(str)), "expected numeric labels, found dtype <U"),
+        (lambda a: a.__setitem__(1, a[1] + 0.5), r"\(array y_train\): label \d\.5 at index 0 is not a class \(expected integers or strings\)"),
+        (lambda a: a.__setitem__(1, a[1] + 1j), "expected labels that are integers or strings, found dtype complex128"),
+        (lambda a: a.__setitem__(1, a[1].astype(str)), r"\(array y_train\) and .*\(array y_test\) disagree: train labels are strings, test labels numbers"),
+        (lambda a: a.__setitem__(3, np.array([b"\xff"] * 4)), r"\(array y_test\): labels are bytes that are not UTF-8 text"),
         (lambda a: (a.__setitem__(2, a[2][:0]), a.__setitem__(3, a[3][:0])), r"\(array y_test\): empty data set"),
         (lambda a: a.__setitem__(0, a[0][:, :0, :0]), "no feature values"),
         (lambda a: a.__setitem__(0, a[0][..., None]), "expected one row of features per example"),
@@ -142,10 +142,10 @@ def test_csv_train_file_with_test_file_beside_it(tmp_path):
     "rows, match",
     [
         ([[1, 2, 3], [1, 2], [1, 2, 3]], "ragged rows: line 2 has 2 values, line 1 has 3"),
-        ([[1.5, 2, 3]], "label 1.5 at index 0 is not a class index"),
-        ([[-1, 2, 3]], "label -1.0 at index 0 is not a class index"),
+        ([[1.5, 2, 3]], r"label 1.5 at index 0 is not a class \(expected integers or strings\)"),
+        ([[1, 2, 3], ["nan", 2, 3]], r"non-finite labels \(NaN or infinity\) in row 1"),
         ([[1, 2, 3], [1, "nan", 3]], r"non-finite feature values \(NaN or infinity\) in row 1"),
-        ([[1, 2, 3], [1, "x", 3]], "line 2: expected numbers, found '1,x,3'"),
+        ([[1, 2, 3], [1, "x", 3]], "line 2: expected numbers after the label, found '1,x,3'"),
         ([[1]], "line 1 has 1 value"),
         ([], "no data rows"),
     ],
@@ -155,6 +155,49 @@ def test_csv_bad_contents(tmp_path, rows, match):
     write_csv(tmp_path / "test.csv", [[1, 2, 3]])
     error = raises_one_line(match, load_dataset, tmp_path)
     assert str(tmp_path / "train.csv") in str(error)
+
+
+# --- labels of one's own: classes as scikit-learn's LabelEncoder makes them -----------------------------
+
+
+def test_npz_string_labels_are_sorted_into_classes_named_by_them(tmp_path):
+    X_tr, _, X_te, _ = small_arrays(n_train=5, n_test=3)
+    path = save_npz(tmp_path / "d.npz", X_tr, np.array(["dog", "cat", "émeu", "cat", "dog"]), X_te,
+                    np.array([b"cat", b"ant", b"dog"]))  # bytes, as some tools write strings
+    ds = load_dataset(path)
+    assert ds.class_names == ("ant", "cat", "dog", "émeu") and ds.n_classes == 4
+    assert ds.y_train.tolist() == [2, 1, 3, 1, 2] and ds.y_test.tolist() == [1, 0, 2] and ds.y_train.dtype == np.int64
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int8, np.float32])
+def test_npz_non_contiguous_and_negative_integer_labels(tmp_path, dtype):
+    X_tr, _, X_te, _ = small_arrays(n_train=4, n_test=2)
+    ds = load_dataset(save_npz(tmp_path / "d.npz", X_tr, np.array([42, 7, 3, -1], dtype), X_te, np.array([7, 42], dtype)))
+    assert ds.class_names == ("-1", "3", "7", "42") and ds.y_train.tolist() == [3, 2, 1, 0] and ds.y_test.tolist() == [2, 3]
+
+
+def test_labels_0_to_n_minus_1_keep_their_index_and_are_named_by_it(tmp_path):
+    ds = load_dataset(save_npz(tmp_path / "d.npz", *small_arrays()))
+    assert ds.class_names == ("0", "1", "2") and np.array_equal(ds.y_train, small_arrays()[1])
+
+
+def test_csv_string_labels_with_and_without_a_header(tmp_path):
+    write_csv(tmp_path / "train.csv", [["cat", 0, 1], ["dog", 2, 3], [" cat", 4, 5]])
+    write_csv(tmp_path / "test.csv", [['"bird"', 9, 9]], header="label,a,b")
+    ds = load_dataset(tmp_path)
+    assert ds.class_names == ("bird", "cat", "dog") and ds.y_train.tolist() == [1, 2, 1] and ds.y_test.tolist() == [0]
+    assert ds.X_train.tolist() == [[0, 1], [2, 3], [4, 5]]
+    write_csv(tmp_path / "train.csv", [[10, 0, 1], [30, 2, 3]], header="y,1,2")  # a word above numbers: a header
+    raises_one_line("disagree: train labels are numbers, test labels strings", load_dataset, tmp_path)
+    write_csv(tmp_path / "test.csv", [[30, 9, 9]])
+    assert load_dataset(tmp_path).class_names == ("10", "30")
+
+
+def test_too_many_distinct_labels(tmp_path, monkeypatch):
+    monkeypatch.setattr("fastbp.data.datasets.MAX_CLASSES", 5)
+    X_tr, _, X_te, _ = small_arrays()
+    path = save_npz(tmp_path / "d.npz", X_tr, np.arange(8), X_te, np.arange(4))
+    raises_one_line(r"\(array y_train\): 8 distinct labels, more than 5 classes \(is the label the first column", load_dataset, path)
 
 
 def test_csv_test_file_missing(tmp_path):

@@ -181,7 +181,9 @@ def test_label_outside_0_to_9(tmp_path):
     arrays["t10k-labels-idx1-ubyte"][2] = 12
     write_idx_folder(tmp_path / "mnist", arrays)
     raises_one_line(r"t10k-labels-idx1-ubyte.gz: label 12 at index 2 is outside 0..9", load_dataset, "mnist", tmp_path)
-    assert load_dataset(tmp_path / "mnist").n_classes == 13  # as a folder of one's own: any classes
+    own = load_dataset(tmp_path / "mnist")  # as a folder of one's own: any labels, each a class
+    labels = np.concatenate([arrays["train-labels-idx1-ubyte"], arrays["t10k-labels-idx1-ubyte"]])
+    assert own.class_names == tuple(str(v) for v in sorted(set(labels.tolist()))) and own.class_names[-1] == "12"
 
 
 def test_named_set_needs_28x28_uint8_images(tmp_path):

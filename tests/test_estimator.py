@@ -3,6 +3,7 @@ random_state, fastbp's additions (class_weight, backend, dtype), and scikit-lear
 
 scikit-learn's own MLP tests and check_estimator run against both classes in test_sklearn_suite.py."""
 
+import inspect
 import pickle
 import warnings
 
@@ -203,6 +204,24 @@ def test_pickle_clone_and_partial_fit_after_unpickling(iris):
     np.testing.assert_allclose(back.coefs_[0], clf.coefs_[0], rtol=1e-14)
     twin = clone(clf)
     assert twin.get_params() == clf.get_params() and not hasattr(twin, "coefs_")
+
+
+@pytest.mark.parametrize("ours, theirs, extra", [
+    (FastBPClassifier, MLPClassifier, ["backend", "dtype", "class_weight"]),
+    (FastBPRegressor, MLPRegressor, ["backend", "dtype"]),
+])
+def test_signature_is_scikit_learns_plus_fastbps_own_and_every_value_lands_in_its_own_name(ours, theirs, extra):
+    """The same names, order, defaults and positional/keyword kinds as MLPClassifier/MLPRegressor; each
+    parameter given a distinct value comes back under its own name (nothing swapped, e.g. beta_1 and beta_2)."""
+    mine, sk = inspect.signature(ours).parameters, inspect.signature(theirs).parameters
+    assert list(mine) == [*sk, *extra]
+    assert [(p.default, p.kind) for p in list(mine.values())[: len(sk)]] == [(p.default, p.kind) for p in sk.values()]
+    given = {name: f"value of {name}" for name in mine}
+    assert ours(**given).get_params() == given
+    positional = [n for n, p in mine.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert ours(*(given[n] for n in positional)).get_params() == {**ours().get_params(), **{n: given[n] for n in positional}}
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        ours(*(given[n] for n in positional), "solver?")
 
 
 def test_lazy_top_level_imports():

@@ -139,7 +139,8 @@ def test_cli_export_of_a_digits_run_matches_fastbp_eval(cli, digits_run, tmp_pat
     assert rc == 0 and err == "" and "input ['N', 64], probabilities ['N', 10], label ['N']" in stdout
     model = onnx.load(out)
     meta = {p.key: p.value for p in model.metadata_props}
-    assert json.loads(meta["fastbp.preprocess"]) == {"input_dtype": "uint8", "scale": 1 / 16, "mean": None, "std": None}
+    assert json.loads(meta["fastbp.preprocess"]) == {"input_dtype": "uint8", "scale": 1 / 16, "mean": None, "std": None,
+                                                     "images": "digits"}
     assert meta["fastbp.checkpoint"].endswith("best.npz")
     # the rows and predictions of `fastbp eval`: its build, its data pipeline, the same checkpoint
     from fastbp.train import checkpoint, loop

@@ -170,7 +170,7 @@ def test_bad_inputs_give_one_line_and_exit_2(cli, pixels_run, tmp_path, name, co
         path.write_bytes(path.read_bytes()[:200])
     elif content is not None:
         path.write_bytes(content)
-    expect_error(cli("predict", pixels_run, path), 2, f"fastbp: error: input {path}: {needle}")
+    expect_error(cli("predict", pixels_run, path, "--preprocess", "digits"), 2, f"fastbp: error: input {path}: {needle}")
 
 
 def test_rows_out_of_pixel_range_are_refused_and_prescaled_ones_warned_about(cli, digits_run, tmp_path):

@@ -31,13 +31,29 @@ def cache_dir() -> Path:
     return base / "fastbp"
 
 
+def data_dir_folder(data_dir) -> Path:
+    """An explicit data directory (--data-dir, data.data_dir) as a Path; DataError unless it is a folder."""
+    return _folder(data_dir, "data directory {} (--data-dir or data.data_dir)", "give the folder that holds the data")
+
+
+def _folder(path, what, fix) -> Path:
+    """Path(path), or DataError 'WHAT: no such folder; FIX' (WHAT: `what` with the path in its {})."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{what.format(path)}: {'is a file, not a folder' if path.exists() else 'no such folder'}; {fix}")
+    return path
+
+
 def search_roots(data_dir=None) -> list[tuple[str, Path]]:
-    """The roots looked in, in order, each with a label saying where it comes from."""
+    """The roots looked in, in order, each with a label saying where it comes from. DataError for a
+    data directory or a $FASTBP_DATA that is not a folder: a path that points nowhere is a mistake
+    to say, not a root to pass over."""
     roots = []
     if data_dir is not None:
-        roots.append((DATA_DIR_LABEL, Path(data_dir).expanduser()))
+        roots.append((DATA_DIR_LABEL, data_dir_folder(data_dir)))
     if os.environ.get("FASTBP_DATA"):
-        roots.append(("$FASTBP_DATA", Path(os.environ["FASTBP_DATA"]).expanduser()))
+        fix = "point it at a folder holding mnist/ or fashion-mnist/, or unset it"
+        roots.append(("$FASTBP_DATA", _folder(os.environ["FASTBP_DATA"], "$FASTBP_DATA={}", fix)))
     roots.append(("user cache", cache_dir()))
     roots.append(("system", SYSTEM_ROOT))
     return roots

@@ -24,6 +24,7 @@ alpha/(2 Σw) ||W||², whose gradient adds alpha/Σw · W to the weights'
 from __future__ import annotations
 
 import warnings
+import inspect
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
@@ -126,6 +127,40 @@ class _Solver:
         return state
 
 
+# MLPClassifier's parameters and defaults in its order (the first two may be given by position), then
+# fastbp's own. Declared once: each estimator's __init__ is made from them (estimator_init), so no
+# parameter is written, or passed on, twice; what a valid value is lives in _parameter_constraints.
+POSITIONAL = {"hidden_layer_sizes": (100,), "activation": "relu"}
+KEYWORD = {
+    "solver": "adam", "alpha": 0.0001, "batch_size": "auto", "learning_rate": "constant",
+    "learning_rate_init": 0.001, "power_t": 0.5, "max_iter": 200, "shuffle": True, "random_state": None,
+    "tol": 1e-4, "verbose": False, "warm_start": False, "momentum": 0.9, "nesterovs_momentum": True,
+    "early_stopping": False, "validation_fraction": 0.1, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8,
+    "n_iter_no_change": 10, "max_fun": 15000,
+    "backend": "auto", "dtype": None,
+}
+
+
+def estimator_init(leading=None, extra=None):
+    """An __init__ taking the shared parameters, with `leading` {name: default} before them (MLPRegressor's
+    loss comes first) and `extra` keyword-only ones after. As scikit-learn requires, it only stores each
+    value under its name; its signature is the explicit one get_params, clone and help() read."""
+    P = inspect.Parameter
+    params = [P("self", P.POSITIONAL_OR_KEYWORD)]
+    params += [P(n, P.POSITIONAL_OR_KEYWORD, default=d) for n, d in {**(leading or {}), **POSITIONAL}.items()]
+    params += [P(n, P.KEYWORD_ONLY, default=d) for n, d in {**KEYWORD, **(extra or {})}.items()]
+    signature = inspect.Signature(params)
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    return __init__
+
+
 class BaseFastBP(BaseEstimator, ABC):
     """Shared by FastBPClassifier and FastBPRegressor; not for direct use."""
 
@@ -157,36 +192,6 @@ class BaseFastBP(BaseEstimator, ABC):
         "backend": [StrOptions(set(BACKENDS))],
         "dtype": [None, StrOptions({"float32", "float64"})],
     }
-
-    def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init,
-                 power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
-                 early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, backend,
-                 dtype):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.dtype = dtype
 
     # -- subclass hooks ------------------------------------------------------------
     @abstractmethod

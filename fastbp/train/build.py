@@ -32,6 +32,7 @@ class Preprocess:
     scale: float
     mean: np.ndarray | None = None
     std: np.ndarray | None = None
+    images: str = "none"  # how predict reads an image file for this run: datasets.IMAGE_PREPROCESSING
 
     def __call__(self, X, dtype=np.float32):
         """Raw host rows as the network's input, in its dtype; the same
@@ -77,7 +78,7 @@ def to_device(ds: Dataset, backend="auto", *, validation=0, standardize=False, t
     if train_limit:
         X_tr, y_tr = X_tr[:train_limit], y_tr[:train_limit]
     splits = {"train": (X_tr, y_tr), "val": (X_val, y_val), "test": (ds.X_test, ds.y_test)}
-    pre = Preprocess(np.dtype(X_tr.dtype).name, float(ds.scale))
+    pre = Preprocess(np.dtype(X_tr.dtype).name, float(ds.scale), images=ds.images)
     scale = ds.scale
     if standardize:
         pre.mean = (X_tr.mean(axis=0) * ds.scale).astype(np.float32)
@@ -140,6 +141,7 @@ def build(cfg: Config, dataset: Dataset | None = None, *, train=True) -> Setup:
 def _check_fits(ds, sizes):
     check_input_size(ds, sizes[0])
     if sizes[-1] != ds.n_classes:
-        bad = [(split, y) for split, y in (("training", ds.y_train), ("test", ds.y_test)) if y.max() >= sizes[-1]]
-        where = f": {bad[0][0]} label {bad[0][1].max()} is outside 0..{sizes[-1] - 1}" if bad else ""
-        raise DataError(f"data set {ds.name} has {ds.n_classes} classes but the network's output layer has {sizes[-1]}{where}")
+        names = ds.class_names
+        shown = ", ".join(names if len(names) <= 12 else (*names[:10], "...", names[-1]))
+        raise DataError(f"data set {ds.name} has {ds.n_classes} classes ({shown}) but the network's output layer has "
+                        f"{sizes[-1]}; make the last of model.sizes {ds.n_classes}")

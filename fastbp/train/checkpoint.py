@@ -1,9 +1,10 @@
 """Checkpoints: one `.npz` per save, written atomically, read without pickle.
 
-Contents: the flat parameter buffer, the optimiser's state arrays, and JSON
-strings: the config, the network's description, the training state
-(`loop.TrainState`, field by field) and the input preprocessing (its mean and
-std, when the run standardised, as arrays).
+Contents: the flat parameter buffer, the optimiser's state arrays, the class
+names (a unicode array: output i is class_names[i]), and JSON strings: the
+config, the network's description, the training state (`loop.TrainState`,
+field by field) and the input preprocessing (its mean and std, when the run
+standardised, as arrays).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.datasets import IMAGE_PREPROCESSING
 from ..errors import CheckpointError, ConfigError
 from ..files import atomic_write
 from ..nn.network import Network, layout
@@ -23,8 +25,15 @@ from . import config as config_mod
 from .build import Preprocess
 from .loop import TrainState
 
-FORMAT = "fastbp-checkpoint-2"
+# 3: class names, and how predict reads images, recorded; classes of one's own data are its sorted
+# distinct labels (a format-2 run's class i was label i)
+FORMAT = "fastbp-checkpoint-3"
 JSON_KEYS = ("config", "network", "state", "preprocess")
+# The files of a run directory that eval, export and predict read for each --checkpoint choice. The
+# default is best.npz, the weights a user evaluating a run expects (last.npz when the run kept none,
+# stopped in its first epoch); `train --resume` reads last.npz, where training stopped.
+CHOICES = {"best": ("best.npz", "last.npz"), "last": ("last.npz",)}
+DEFAULT = "best"
 
 
 @dataclass
@@ -36,6 +45,7 @@ class Checkpoint:
     optimizer: dict  # Optimizer.state()
     state: TrainState
     preprocess: Preprocess
+    class_names: tuple  # of str, one per output
 
     def make_network(self, backend="auto"):
         """A Network as saved, holding the saved weights."""
@@ -46,11 +56,11 @@ class Checkpoint:
         return net
 
 
-def save(path, *, net, opt=None, cfg=None, state=None, preprocess=None):
+def save(path, *, net, opt=None, cfg=None, state=None, preprocess=None, class_names=None):
     """Write a checkpoint of the network's weights, the optimiser's state and
     the run's state. A script may leave out cfg (then the network's own
-    description stands for the model section), state and preprocess (inputs
-    fed as they are)."""
+    description stands for the model section), state, preprocess (inputs
+    fed as they are) and class_names (then '0', '1', ...)."""
     if cfg is None:
         n = net.config()
         model = {k: n[k] for k in ("sizes", "hidden", "output", "cost", "init", "dropout", "leaky_slope")}
@@ -65,6 +75,7 @@ def save(path, *, net, opt=None, cfg=None, state=None, preprocess=None):
         "network": np.array(json.dumps(net.config())),
         "state": np.array(json.dumps(dataclasses.asdict(state))),
         "preprocess": np.array(json.dumps(pre)),
+        "class_names": np.array(class_names or [str(i) for i in range(net.sizes[-1])], dtype=str),
     }
     if mean is not None:
         arrays["pre_mean"], arrays["pre_std"] = mean, std
@@ -107,6 +118,11 @@ def load(path, prefer=("last.npz",)) -> Checkpoint:
         n_params = layout([int(n) for n in network["sizes"]])[2]
         state = TrainState(**text["state"])
         pre = Preprocess(**text["preprocess"], mean=data.get("pre_mean"), std=data.get("pre_std"))
+        if pre.images not in IMAGE_PREPROCESSING:
+            raise ValueError(f"preprocess images {pre.images!r} is not one of {', '.join(IMAGE_PREPROCESSING)}")
+        names = data["class_names"]
+        if names.dtype.kind != "U" or names.shape != (network["sizes"][-1],):
+            raise ValueError(f"class_names must be {network['sizes'][-1]} strings, found {names.dtype} of shape {names.shape}")
         cfg = config_mod.from_dict(text["config"])
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {path}: its config is invalid ({exc})") from None
@@ -117,7 +133,8 @@ def load(path, prefer=("last.npz",)) -> Checkpoint:
         raise CheckpointError(f"checkpoint {path}: its parameters are not all finite floating-point numbers (dtype {params.dtype})")
     if params.ndim != 1 or params.size != n_params:
         raise CheckpointError(f"checkpoint {path}: holds {params.size} parameters, but its network {network['sizes']} needs {n_params}")
-    ckpt = Checkpoint(path, cfg, network, params, {k[4:]: data[k] for k in data if k.startswith("opt_")}, state, pre)
+    optimizer = {k[4:]: data[k] for k in data if k.startswith("opt_")}
+    ckpt = Checkpoint(path, cfg, network, params, optimizer, state, pre, tuple(str(n) for n in names))
     check_compatible(ckpt, cfg)  # a file whose two descriptions disagree was tampered with
     return ckpt
 
@@ -130,6 +147,15 @@ def check_compatible(ckpt, cfg):
             raise CheckpointError(
                 f"checkpoint {ckpt.path}: model.{key} is {ckpt.network.get(key)!r} there but {want!r} in the config"
             )
+
+
+def check_classes(ckpt, dataset):
+    """Refuse data whose classes are not the ones the checkpoint's outputs stand for."""
+    if tuple(dataset.class_names) != ckpt.class_names:
+        def some(names):
+            return ", ".join(names if len(names) <= 8 else (*names[:6], "...", names[-1]))
+        raise CheckpointError(f"checkpoint {ckpt.path}: its classes ({some(ckpt.class_names)}) are not those of "
+                              f"data set {dataset.name} ({some(dataset.class_names)})")
 
 
 def restore(ckpt, net, opt=None):

@@ -47,6 +47,10 @@ def _unit(v):  # [0, 1)
     return 0 <= v < 1
 
 
+def _plain_name(v):  # a run directory's own name: never a path that leaves output.dir
+    return v not in (".", "..") and not any(c in v for c in "/\\\0")
+
+
 def _sizes(v):
     return len(v) >= 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v)
 
@@ -114,7 +118,8 @@ class Train:
 @dataclass
 class Output:
     dir: str = key("runs", "a directory")
-    name: str = key("", "a run name")
+    name: str = key("", "a plain name for the run directory inside output.dir (no '/', '\\', '.' or '..'; "
+                        "empty: the config's name and the time)", _plain_name)
     checkpoint_every: int = key(1, ">= 0 (0 = only at the end)", _nonneg)
     history: str = key("jsonl", choices=("jsonl", "csv"))
     plots: bool = key(True)

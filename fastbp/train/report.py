@@ -35,19 +35,32 @@ def write_history(run_dir, history, fmt):
     atomic_write(run_dir / name, text.encode())
 
 
-def class_metrics(y_true, y_pred, n_classes):
-    """Confusion matrix and per-class precision/recall (scikit-learn's metrics)."""
+def class_metrics(y_true, y_pred, class_names):
+    """The class names, confusion matrix (rows: true class, columns: predicted, in the order of the
+    names) and per-class precision, recall and F1 (scikit-learn's metrics) of class indices."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-    labels = np.arange(n_classes)
+    labels = np.arange(len(class_names))
     cm = confusion_matrix(y_true, y_pred, labels=labels)
     p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
+        "classes": list(class_names),
         "confusion_matrix": cm.tolist(),
         "precision": [round(float(x), 6) for x in p],
         "recall": [round(float(x), 6) for x in r],
         "f1": [round(float(x), 6) for x in f],
     }
+
+
+def class_table(metrics):
+    """class_metrics as text: a line per class with its name, precision, recall, F1 and count."""
+    width = max(len("class"), *(len(n) for n in metrics["classes"]))
+    lines = [f"  {'class':<{width}}  precision  recall     f1  count"]
+    for i, name in enumerate(metrics["classes"]):
+        count = sum(metrics["confusion_matrix"][i])
+        lines.append(f"  {name:<{width}}  {metrics['precision'][i]:9.3f}  {metrics['recall'][i]:6.3f}  "
+                     f"{metrics['f1'][i]:5.3f}  {count:5d}")
+    return "\n".join(lines)
 
 
 def plot(run_dir, history):

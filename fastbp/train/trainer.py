@@ -181,7 +181,8 @@ class Trainer:
                 f"training diverged: non-finite weights {f'at epoch {e + 1}, batch {b}' if b else f'after epoch {e}'} "
                 f"(not saved to {name})"
             )
-        self.run_dir.save(name, net=s.net, opt=s.opt, cfg=self.cfg, state=state, preprocess=s.preprocess)
+        self.run_dir.save(name, net=s.net, opt=s.opt, cfg=self.cfg, state=state, preprocess=s.preprocess,
+                          class_names=s.dataset.class_names)
 
     def _install_signals(self):
         def handler(signum, frame):
@@ -209,7 +210,7 @@ class Trainer:
         if "test" in s.data:
             final["test_loss"], final["test_accuracy"] = loop.evaluate(s.net, s.data["test"])
             y_true, y_pred = s.bk.to_numpy(s.data["test"].labels), loop.predict(s.net, s.data["test"])
-            final.update(report.class_metrics(y_true, y_pred, s.dataset.n_classes))
+            final.update(report.class_metrics(y_true, y_pred, s.dataset.class_names))
         summary = {
             "config": self.cfg.to_dict(),
             "backend": s.bk.describe(),
