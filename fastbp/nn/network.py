@@ -186,7 +186,7 @@ class Network:
             if l == 0 and not isinstance(X, xp.ndarray):
                 z[...] = X @ W.T  # a scipy/cupyx sparse X: matmul takes dense arrays only
             else:
-                xp.matmul(a_prev, W.T, out=z)
+                bk.matmul(a_prev, W.T, out=z)
             if fused:  # the two lines below as one kernel
                 fused.bias_activation(z, b, a, l == last)
             else:
@@ -243,12 +243,12 @@ class Network:
             if l == 0 and not isinstance(X, xp.ndarray):
                 self.grad_weights[0][...] = (X.T @ delta).T  # sparse X: matmul takes dense arrays only
             else:
-                xp.matmul(delta.T, a_prev, out=self.grad_weights[l])
+                bk.matmul(delta.T, a_prev, out=self.grad_weights[l])
             if l == 0:
                 break  # no δ for the input layer
             # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
             below = rows.delta[l - 1]
-            xp.matmul(delta, self.weights[l], out=below)
+            bk.matmul(delta, self.weights[l], out=below)
             if self._dropped:
                 xp.multiply(below, rows.mask[l - 1], out=below)
             if fused:  # the line below as one kernel
