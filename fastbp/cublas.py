@@ -17,6 +17,7 @@ compute a row-major product; tests check it against numpy without a GPU.
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 
 import numpy as np
@@ -90,8 +91,6 @@ def _library():
                     return ctypes.CDLL(path)
     except OSError:  # not Linux
         pass
-    import ctypes.util
-
     name = ctypes.util.find_library("cublas")
     if name is None:
         raise OSError("cannot find the cuBLAS library that CuPy loaded")

@@ -166,10 +166,10 @@ class _Module:
 
     def __getattr__(self, name):
         value = getattr(self._module, name)
-        if name == "linalg":  # decompositions go to cuSOLVER; norm is reductions but for the SVD ords
+        if self._module is np and name == "linalg":  # decompositions go to cuSOLVER; norm is reductions but for the SVD ords
             value = _Module(self._bk, np.linalg, {"norm": ("cuSOLVER", _norm_reached), "matrix_power": ("cuBLAS", _always),
                                                    "multi_dot": ("cuBLAS", _always)}, ("cuSOLVER", _always))
-        elif name == "random":  # every draw goes through cuRAND
+        elif self._module is np and name == "random":  # every draw goes through cuRAND
             value = _Module(self._bk, np.random, {}, ("cuRAND", _always))
         elif callable(value) and not isinstance(value, type):
             value = _Refusing(self._bk, value, *self._refused.get(name, self._default))
