@@ -235,14 +235,14 @@ def _graph_epochs(tmp_path, output, cost, graphed):
     from fastbp.train import build, config, loop
 
     cfg = config.load(None, ["output.plots=false", f'output.dir="{tmp_path}"', 'train.backend="cupy"', 'train.dtype="float64"',
-                             "train.batch_size=100", 'schedule.name="cosine"', "train.epochs=3", f'model.output="{output}"',
-                             f'model.cost="{cost}"'])
+                             "train.batch_size=100", 'schedule.name="cosine"', "train.epochs=3", "data.train_limit=500",
+                             "model.sizes=[64, 32, 10]", f'model.output="{output}"', f'model.cost="{cost}"'])
     s = build.build(cfg)
     graph, state, sums, keys = (loop.GraphStep(s.net, s.batches) if graphed else None), loop.TrainState(), [], []
     for _ in range(3):
         loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, state, graph=graph)
         sums += [state.loss_sum, state.correct, *loop.evaluate(s.net, s.data["test"])]  # evaluate: a larger inference batch
-        loop.grad_norms(s.net, s.data["train"])  # 1000 rows through the training buffers
+        loop.grad_norms(s.net, s.data["train"])  # all 500 rows through the training buffers
         state.next_epoch()
         keys.append(graph and graph.recorded)
     return s.net.get_params(), sums, keys
