@@ -81,7 +81,9 @@ def gemm_args(a, b, out, address):
 
 def _library():
     """The libcublas CuPy loaded (one copy in the process), else the system's."""
-    import cupy_backends.cuda.libs.cublas  # noqa: F401  (loads it)
+    # This form, not `import cupy_backends.cuda.libs.cublas`: the package's
+    # __getattr__ loads libcublas (CuPy 14: cuda-pathfinder) before the binding.
+    from cupy_backends.cuda.libs import cublas  # noqa: F401
 
     try:
         with open("/proc/self/maps") as f:

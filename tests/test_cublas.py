@@ -11,12 +11,14 @@
 
 import inspect
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from gpu_emulation import REFUSED, EmulatedCupy, colmajor_gemm, flat
 
 import fastbp.backend
+import fastbp.cublas
 from fastbp.cublas import OP_N, OP_T, gemm_args
 from fastbp.errors import BackendError
 from fastbp.nn import costs
@@ -131,6 +133,53 @@ def test_without_a_device_the_handle_says_why():
         pytest.skip("a device is here: tests/test_gpu.py calls the handle")
     with pytest.raises(CublasError, match="cublasCreate failed: CUBLAS_STATUS_NOT_INITIALIZED"):
         Cublas()
+
+
+def _null_handle(monkeypatch):
+    """The real libcublas, with cublasCreate leaving the handle NULL: every later call
+    returns CUBLAS_STATUS_NOT_INITIALIZED, so the Python around them runs without a device."""
+    from fastbp import cublas
+
+    _cupy()
+    lib = cublas._library()
+    lib.cublasCreate_v2 = lambda handle: 0
+    monkeypatch.setattr(cublas, "_library", lambda: lib)
+
+
+def test_the_handles_calls_reach_cublas(monkeypatch):
+    from fastbp.cublas import Cublas, CublasError
+
+    _null_handle(monkeypatch)
+    blas = Cublas()
+    with pytest.raises(CublasError, match="cublasSetStream failed: CUBLAS_STATUS_NOT_INITIALIZED"):
+        blas.bind(0, 0, 0)
+    with pytest.raises(CublasError, match="cublasGemmEx failed: CUBLAS_STATUS_NOT_INITIALIZED"):
+        blas.gemm((OP_N, OP_N, 2, 2, 2, 2, 2, 2), 0, 0, 0, np.dtype(np.float32), 68)
+
+
+class _DeviceArray:
+    """What CupyBackend.matmul reads of a cupy array, over a numpy one."""
+
+    def __init__(self, a):
+        self.shape, self.strides, self.dtype, self.itemsize, self.ndim = a.shape, a.strides, a.dtype, a.itemsize, a.ndim
+        self.data = SimpleNamespace(ptr=_address(a))
+
+
+def test_the_backends_direct_gemm_reaches_cublas(monkeypatch):
+    """CupyBackend.matmul's Python up to the cuBLAS call, on the null handle; a layout it does not
+    take goes to cupy.matmul instead."""
+    _null_handle(monkeypatch)
+    bk = fastbp.backend.CupyBackend()
+    fake = SimpleNamespace(cuda=SimpleNamespace(runtime=SimpleNamespace(getDevice=lambda: 0),
+                                                get_current_stream=lambda: SimpleNamespace(ptr=0)),
+                           empty=lambda n, dtype: _DeviceArray(np.empty(n, dtype)), uint8=np.uint8,
+                           matmul=lambda a, b, out: "cupy.matmul")
+    monkeypatch.setattr(bk, "_cupy", fake)
+    monkeypatch.setattr(bk, "_compute_type", lambda dtype: 68)
+    a, b, out = (_DeviceArray(np.ones(s, np.float32)) for s in [(4, 3), (3, 5), (4, 5)])
+    with pytest.raises(fastbp.cublas.CublasError, match="cublasSetStream failed: CUBLAS_STATUS_NOT_INITIALIZED"):
+        bk.matmul(a, b, out)
+    assert bk.matmul(_DeviceArray(np.ones((4, 6), np.float32)[:, ::2]), b, out) == "cupy.matmul"
 
 
 def test_the_direct_gemm_follows_cupys_compute_type():
