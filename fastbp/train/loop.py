@@ -178,8 +178,9 @@ class GraphStep:
         self.correct.fill(0)
 
     def _touched(self, x, y, labels):
-        """(the arrays and buffer sets a replay reads or writes outside the
-        graph's own memory, what identifies them now)."""
+        """The arrays (and the network's set of training buffers) a replay
+        reads or writes outside the graph's own memory, to hold while it lives;
+        and what identifies them now."""
         net, bk = self.net, self.net.bk
         norm = getattr(net.fused, "_log_norm", None)  # the fused softmax's ln Σ e^z rows
         held = (net._buf[True], norm, net.params, net.grads, self.loss_sum, self.correct, x, y, labels)
