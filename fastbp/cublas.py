@@ -29,23 +29,16 @@ WORKSPACE_BYTES = 32 << 20
 _INT_MAX = 2**31 - 1
 
 
-def _layout(x):
+def _layout(shape, strides, size):
     """(ROW or COL, leading dimension in elements) of a 2-D array whose rows
     (ROW) or columns (COL) are contiguous and evenly spaced, else None.
     A ROW array is read by cuBLAS (column-major) as its transpose."""
-    rows, cols = x.shape
-    s0, s1, size = *x.strides, x.itemsize
+    (rows, cols), (s0, s1) = shape, strides
     if s1 == size and s0 % size == 0 and (s0 >= cols * size or rows == 1):
         return ROW, max(s0 // size, cols)
     if s0 == size and s1 % size == 0 and (s1 >= rows * size or cols == 1):
         return COL, max(s1 // size, rows)
     return None
-
-
-def _span(x, address):
-    """[first, last) bytes of a 2-D array with non-negative strides."""
-    start = address(x)
-    return start, start + (x.shape[0] - 1) * x.strides[0] + (x.shape[1] - 1) * x.strides[1] + x.itemsize
 
 
 def gemm_args(a, b, out, address):
@@ -61,18 +54,23 @@ def gemm_args(a, b, out, address):
     """
     if a.ndim != 2 or b.ndim != 2 or out.ndim != 2:
         return None
-    if not (a.dtype == b.dtype == out.dtype) or a.dtype not in (np.float32, np.float64):
+    dtype = a.dtype
+    if dtype != b.dtype or dtype != out.dtype or dtype.char not in "fd":
         return None
-    (M, K), (K2, N) = a.shape, b.shape
-    if K != K2 or tuple(out.shape) != (M, N) or 0 in (M, N, K):
+    (M, K), (K2, N), shape = a.shape, b.shape, out.shape
+    if K != K2 or shape[0] != M or shape[1] != N or not M or not N or not K:
         return None
-    la, lb, lc = _layout(a), _layout(b), _layout(out)
+    size, strides = dtype.itemsize, (a.strides, b.strides, out.strides)
+    la, lb, lc = _layout(a.shape, strides[0], size), _layout(b.shape, strides[1], size), _layout(shape, strides[2], size)
     if la is None or lb is None or lc is None or lc[0] != ROW:
         return None
     if max(M, N, K, la[1], lb[1], lc[1]) > _INT_MAX:  # cuBLAS's int arguments
         return None
-    o0, o1 = _span(out, address)
-    if any(s0 < o1 and o0 < s1 for s0, s1 in (_span(a, address), _span(b, address))):
+    # [first, last] byte of each (non-negative strides): out must overlap neither operand
+    (first_a, first_b, first_o), shapes = (address(a), address(b), address(out)), ((M, K), (K, N), (M, N))
+    last_a, last_b, last_o = (p + (r - 1) * s0 + (c - 1) * s1 + size - 1
+                              for p, (r, c), (s0, s1) in zip((first_a, first_b, first_o), shapes, strides))
+    if first_a <= last_o and first_o <= last_a or first_b <= last_o and first_o <= last_b:
         return None
     transa = OP_N if lb[0] == ROW else OP_T  # a ROW b is read as bᵀ, which the product wants
     transb = OP_N if la[0] == ROW else OP_T
