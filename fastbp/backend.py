@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from .cublas import WORKSPACE_BYTES, gemm_args
 from .errors import BackendError
 
 BACKENDS = ("numpy", "cupy", "auto")
@@ -92,8 +93,14 @@ class Backend:
         raise NotImplementedError
 
     def matmul(self, a, b, out):
-        """out = a @ b for 2-D arrays (out C-contiguous): every GEMM of a training step."""
+        """out = a @ b for 2-D arrays (the network's GEMMs); returns out."""
         return self.xp.matmul(a, b, out=out)
+
+    def address(self, a):
+        """The data pointer of an array: where a recorded graph reads or writes it."""
+        return a.__array_interface__["data"][0]
+
+    tf32 = False  # do float32 matrix products run in TF32 (set_tf32)?
 
     def capture(self, fn):
         """Run fn() once, then record its device work as a CUDA graph (recording
@@ -103,7 +110,9 @@ class Backend:
         kernel (a learning rate, Adam's step count) and every array it touched
         are fixed, and its inputs must be refilled in place between replays.
         Arrays made while recording live in the graph's own memory, as long
-        as replay does, and each replay writes them again."""
+        as replay does, and each replay writes them again; every other array
+        fn touched must be kept alive, and not replaced, by the caller for as
+        long as it replays (a replay writes where they were)."""
         return None
 
     def set_tf32(self, on):
@@ -115,6 +124,7 @@ class Backend:
 
 class NumpyBackend(Backend):
     name = "numpy"
+    matmul = staticmethod(np.matmul)  # the ufunc itself: no method call per GEMM
     memory = "host memory"
     cheap_sync = True
 
@@ -122,7 +132,6 @@ class NumpyBackend(Backend):
         import scipy.special
 
         self.xp = np
-        self.matmul = np.matmul  # the ufunc itself: no method call per GEMM
         self._expit = scipy.special.expit
 
     def to_numpy(self, a):
@@ -186,6 +195,8 @@ class CupyBackend(Backend):
     def __init__(self):
         import cupy
         import cupyx.scipy.special
+        from cupy._core import _routines_linalg
+        from cupy_backends.cuda.libs import cublas
 
         self.xp = cupy
         self._cupy = cupy
@@ -194,6 +205,9 @@ class CupyBackend(Backend):
         # kernels' gain, or to rule them out.
         self.fused = os.environ.get("FASTBP_FUSED", "1") != "0"
         self._functions = {}
+        self._handles = {}  # device id: (cublas.Cublas, its workspace outside graphs)
+        self._graph_workspace = None  # the recording graph's cuBLAS workspace, while capture() records
+        self._linalg, self._cublas_lib = _routines_linalg, cublas  # CuPy's GEMM settings and constants
 
     def to_numpy(self, a):
         return self._cupy.asnumpy(a)
@@ -245,35 +259,93 @@ class CupyBackend(Backend):
             f = self._functions[key] = module.get_function(name)
         return f
 
+    def matmul(self, a, b, out):
+        # cuBLAS called directly (fastbp/cublas.py): CuPy's own matmul cannot be
+        # recorded in a CUDA graph, and this is the same GEMM with less Python.
+        args = gemm_args(a, b, out, self.address)
+        if args is None:
+            return self._cupy_matmul(a, b, out)
+        blas, workspace = self._cublas()
+        if self._graph_workspace is not None:
+            workspace = self._graph_workspace
+        blas.bind(self._cupy.cuda.get_current_stream().ptr, workspace.data.ptr, WORKSPACE_BYTES)
+        blas.gemm(args, a.data.ptr, b.data.ptr, out.data.ptr, a.dtype, self._compute_type(a.dtype))
+        return out
+
+    def _cupy_matmul(self, a, b, out):
+        """What the direct GEMM does not take; never while recording a graph."""
+        if self._graph_workspace is not None:
+            raise BackendError(
+                f"a CUDA graph cannot record this matrix product ({a.dtype} {a.shape} by {b.dtype} {b.shape} into "
+                f"{out.dtype} {out.shape}): CuPy refuses cuBLAS while recording, and fastbp's direct cuBLAS call takes "
+                "only float32 or float64 operands that are row-major or .T views of row-major arrays, and a row-major "
+                "out that overlaps neither")
+        return self._cupy.matmul(a, b, out=out)
+
+    def _cublas(self):
+        device = self._cupy.cuda.runtime.getDevice()
+        pair = self._handles.get(device)
+        if pair is None:
+            from .cublas import Cublas
+
+            pair = self._handles[device] = Cublas(), self._cupy.empty(WORKSPACE_BYTES, self._cupy.uint8)
+        return pair
+
+    def _compute_type(self, dtype):
+        """The cuBLAS compute type cupy.matmul would use (CuPy's compute-type
+        switch, which set_tf32 and CUPY_TF32 set): both paths round alike."""
+        linalg, cublas = self._linalg, self._cublas_lib
+        mode = linalg.get_compute_type(dtype)
+        if dtype == np.float32:
+            return {linalg.COMPUTE_TYPE_PEDANTIC: cublas.CUBLAS_COMPUTE_32F_PEDANTIC,
+                    linalg.COMPUTE_TYPE_TF32: cublas.CUBLAS_COMPUTE_32F_FAST_TF32}.get(mode, cublas.CUBLAS_COMPUTE_32F)
+        return cublas.CUBLAS_COMPUTE_64F_PEDANTIC if mode == linalg.COMPUTE_TYPE_PEDANTIC else cublas.CUBLAS_COMPUTE_64F
+
+    def address(self, a):
+        return a.data.ptr
+
     def capture(self, fn):
         cp = self._cupy
         pool, stream = cp.cuda.MemoryPool(), cp.cuda.Stream(non_blocking=True)
+        # cuBLAS's scratch memory for the recorded GEMMs, the graph's own: a
+        # workspace set on the handle, so that recording allocates none.
+        workspace = cp.empty(WORKSPACE_BYTES, cp.uint8)
         cp.cuda.Device().synchronize()  # fn's inputs, written on other streams, land first
         with stream:
             fn()  # compiles every kernel, makes the buffers fn keeps, outside the recording
             stream.synchronize()
+            # The handle's stream and workspace are set now: CuPy refuses its cuBLAS
+            # binding's setStream during a capture, and none is needed in it.
+            self._cublas()[0].bind(stream.ptr, workspace.data.ptr, WORKSPACE_BYTES)
             # The graph writes its temporaries at the addresses they had while it was
             # recorded: a pool of their own keeps other arrays from being put there.
             with cp.cuda.using_allocator(pool.malloc):
                 stream.begin_capture()
+                self._graph_workspace = workspace
                 try:
                     fn()
                 except BaseException:
                     with contextlib.suppress(Exception):
                         stream.end_capture()
                     raise
+                finally:
+                    self._graph_workspace = None
                 graph = stream.end_capture()
 
         def replay():
             graph.launch()  # on the current stream, ordered with the rest of the work
 
-        replay.pool = pool  # the temporaries' memory lives as long as the graph
+        replay.pool, replay.workspace = pool, workspace  # the graph's memory lives as long as it
         return replay
 
-    def set_tf32(self, on):
-        # cuBLAS's compute type for float32 products (what CUPY_TF32=1 sets at start).
-        from cupy._core import _routines_linalg as linalg
+    @property
+    def tf32(self):
+        return self._linalg.get_compute_type(np.float32) == self._linalg.COMPUTE_TYPE_TF32
 
+    def set_tf32(self, on):
+        # cuBLAS's compute type for float32 products (what CUPY_TF32=1 sets at
+        # start), which cupy.matmul and fastbp's direct GEMMs both follow.
+        linalg = self._linalg
         linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if on else linalg.COMPUTE_TYPE_DEFAULT)
         return True
 

@@ -343,7 +343,8 @@ def test_a_captured_step_replays_the_eager_step():
 
 def test_tf32_switch():
     """TF32 rounds float32 products' inputs to 10 mantissa bits: off, a product is float32-exact
-    to ~1e-6; on, it differs from that by more, within TF32's ~1e-3. Off again restores."""
+    to ~1e-6; on, it differs from that by more, within TF32's ~1e-3, through cupy's `@` and the
+    backend's direct GEMM alike. Off again restores. The switch is put back as it was, pass or fail."""
     from fastbp.backend import CupyBackend
 
     bk, rng = _bk(), np.random.default_rng()
@@ -351,31 +352,56 @@ def test_tf32_switch():
         pytest.skip("TF32 is the device's: FASTBP_EMULATE_GPU has none")
     a, b = rng.standard_normal((512, 512)).astype(np.float32), rng.standard_normal((512, 512)).astype(np.float32)
     ref = a.astype(np.float64) @ b.astype(np.float64)
-    ag, bg = bk.xp.asarray(a), bk.xp.asarray(b)
-    errs = []
-    for on in (False, True, False):
-        assert bk.set_tf32(on) is True
-        errs.append(_rel(bk.to_numpy(ag @ bg), ref))
-    assert errs[0] < 1e-5 and errs[2] < 1e-5 and 1e-5 < errs[1] < 3e-3, errs
+    ag, bg, out = bk.xp.asarray(a), bk.xp.asarray(b), bk.xp.empty((512, 512), np.float32)
+    errs, before = [], bk.tf32
+    try:
+        for on in (False, True, False):
+            assert bk.set_tf32(on) is True and bk.tf32 is on
+            errs.append((_rel(bk.to_numpy(ag @ bg), ref), _rel(bk.to_numpy(bk.matmul(ag, bg, out)), ref)))
+    finally:
+        bk.set_tf32(before)
+    for path in (0, 1):
+        assert errs[0][path] < 1e-5 and errs[2][path] < 1e-5 and 1e-5 < errs[1][path] < 3e-3, errs
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("n,n_in,n_out", [(37, 30, 20), (1, 5, 3), (512, 784, 1024), (130, 1024, 10)])
+def test_direct_gemms_equal_cupy_matmul(dtype, n, n_in, n_out):
+    """The network's three products through the backend's direct cuBLAS call (fastbp/cublas.py)
+    against cupy.matmul on the same device arrays, and a layout it does not take (cupy.matmul)."""
+    bk, rng = _bk(), np.random.default_rng(n)
+    xp, tol = bk.xp, {"float64": 1e-12, "float32": 1e-5}[dtype]
+    params = xp.asarray(rng.standard_normal(3 + n_out * n_in).astype(dtype))
+    W = params[3:].reshape(n_out, n_in)  # a view inside a flat buffer, as the network's
+    a_prev = xp.asarray(rng.standard_normal((n + 2, n_in)).astype(dtype))[:n]
+    delta = xp.asarray(rng.standard_normal((n, n_out)).astype(dtype))
+    for a, b in [(a_prev, W.T), (delta.T, a_prev), (delta, W), (a_prev[:, ::2], W[:, ::2].T)]:
+        out = xp.full((a.shape[0], b.shape[1]), np.nan, dtype)
+        assert bk.matmul(a, b, out=out) is out
+        assert _rel(bk.to_numpy(out), bk.to_numpy(xp.matmul(a, b)).astype(np.float64)) < tol, (a.shape, b.shape)
 
 
 def test_epochs_with_a_graph_step_equal_epochs_without(tmp_path):
     """loop.GraphStep: full batches replayed as one CUDA graph, the short last batch eager,
-    the schedule's learning rate changing every step: the same weights and running metrics."""
+    the schedule's learning rate changing every step, evaluation and gradient norms between
+    epochs: the same weights and running metrics."""
     from fastbp.train import build, loop
 
-    cfg = _cfg(tmp_path, "cupy", 'train.dtype="float64"', "train.batch_size=100", 'schedule.name="cosine"', "train.epochs=2")
+    cfg = _cfg(tmp_path, "cupy", 'train.dtype="float64"', "train.batch_size=100", 'schedule.name="cosine"', "train.epochs=3")
     results = []
     for graphed in (False, True):
         s = build.build(cfg)
         assert s.batches.n_batches * 100 != s.data["train"].n  # a short last batch
         graph, state = (loop.GraphStep(s.net, s.batches) if graphed else None), loop.TrainState()
         sums = []
-        for _ in range(2):
+        for _ in range(3):
             loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, state, graph=graph)
             sums += [state.loss_sum, state.correct, state.seen]
             state.next_epoch()
+            # As a run does between epochs: both replace buffers the graph recorded (larger batches).
+            loop.evaluate(s.net, s.data["test"])
+            loop.grad_norms(s.net, s.data["train"])
         results.append((s.net.get_params(), sums, loop.evaluate(s.net, s.data["test"])))
     assert np.allclose(results[0][0], results[1][0], **TOL["float64"])
-    assert results[0][1] == pytest.approx(results[1][1], rel=1e-9) and results[0][1][4] > results[0][1][1] > 0  # it learnt
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-9) and results[0][1][7] > results[0][1][1] > 0  # it learnt
     assert results[0][2] == pytest.approx(results[1][2], rel=1e-9)

@@ -155,7 +155,13 @@ class GraphStep:
     so that the learning rate and Adam's step count can change. The replay
     reads the batch from Batches' own buffers, which it refills in place; a
     short last batch runs as usual. Dropout draws new masks each step, which a
-    replay cannot: it is refused."""
+    replay cannot: it is refused.
+
+    A replay writes where the recorded arrays were. Evaluating or taking
+    gradient norms between epochs may replace the network's buffers (a larger
+    batch), so the step holds every array it recorded (their memory is never
+    handed to others while the graph lives) and records again when one of
+    them, or the TF32 switch, has changed."""
 
     def __init__(self, net, batches):
         if net.dropout:
@@ -165,27 +171,46 @@ class GraphStep:
         xp = net.xp
         self.net, self.rows, self.replay = net, batches.batch_size, None
         self.loss_sum, self.correct = xp.zeros((), net.dtype), xp.zeros((), xp.int64)  # on the device, read per epoch
+        self.recorded, self._held = None, None
 
     def reset(self):
         self.loss_sum.fill(0)
         self.correct.fill(0)
 
+    def _touched(self, x, y, labels):
+        """The arrays (and the network's set of training buffers) a replay
+        reads or writes outside the graph's own memory, to hold while it lives;
+        and what identifies them now."""
+        net, bk = self.net, self.net.bk
+        held = (net._buf[True], net.params, net.grads, self.loss_sum, self.correct, x, y, labels)
+        # The network's own arrays by identity (held, so no other object can take
+        # their id); the batch's views are new objects over the same memory.
+        key = (*map(id, held[:5]), *((bk.address(a), a.shape, a.strides) for a in (x, y, labels)), bk.tf32)
+        return held, key
+
     def __call__(self, x, y, labels):
         """Forward, cost and backward of the batch in x, y (net.grads filled);
         its summed cost and correct count added into loss_sum and correct."""
-        if self.replay is None:
-            net, xp = self.net, self.net.xp
-
-            def step():
-                a = net.forward(x, train=True)
-                xp.add(self.loss_sum, net.batch_cost(y), out=self.loss_sum)
-                xp.add(self.correct, (a.argmax(axis=1) == labels).sum(), out=self.correct)
-                net.backward(x, y)
-
-            before = self.loss_sum.copy(), self.correct.copy()
-            self.replay = net.bk.capture(step)  # runs step once, then records it
-            self.loss_sum[...], self.correct[...] = before  # the replay below adds this batch
+        if self.replay is None or self._touched(x, y, labels)[1] != self.recorded:
+            if self.replay is not None:
+                self.net.bk.synchronize()  # the last replay is done with the memory about to be let go
+            self.replay = self._held = None
+            self._record(x, y, labels)
+            self._held, self.recorded = self._touched(x, y, labels)  # after: recording may make the buffers
         self.replay()
+
+    def _record(self, x, y, labels):
+        net, xp = self.net, self.net.xp
+
+        def step():
+            a = net.forward(x, train=True)
+            xp.add(self.loss_sum, net.batch_cost(y), out=self.loss_sum)
+            xp.add(self.correct, (a.argmax(axis=1) == labels).sum(), out=self.correct)
+            net.backward(x, y)
+
+        before = self.loss_sum.copy(), self.correct.copy()
+        self.replay = net.bk.capture(step)  # runs step once, then records it
+        self.loss_sum[...], self.correct[...] = before  # the replay that follows adds this batch
 
 
 def _diverged(epoch, batch):
