@@ -292,6 +292,15 @@ def build_parser():
     return p
 
 
+def _fail(exc, line, code):
+    """Print an error's one line on stderr; returns its exit code. Under
+    mpiexec, one line from the right rank, and a failing rank aborts the job
+    (fastbp.dist.mpi.fail)."""
+    from .dist.mpi import fail
+
+    return fail(exc, line, code)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)  # _Parser exits 2 with one line on bad usage
@@ -301,8 +310,7 @@ def main(argv=None):
     except FastBPError as exc:
         if args.debug:
             raise
-        print(f"fastbp: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(exc, f"fastbp: error: {exc}", exc.exit_code)
     except BrokenPipeError:
         # stdout was closed early (`fastbp train --json | head -1`): stop quietly with the
         # status of a program killed by SIGPIPE, 128 + 13, as `yes | head -1` does.
@@ -314,23 +322,19 @@ def main(argv=None):
     except OSError as exc:  # the machine, not a bug: disk full, read-only, permissions (e.g. writing plots)
         if args.debug:
             raise
-        print(f"fastbp: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, f"fastbp: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("fastbp: interrupted", file=sys.stderr)
-        return 130
+        return _fail(None, "fastbp: interrupted", 130)
     except Exception as exc:
         if args.debug:
             raise
         from .backend import is_out_of_memory
 
         if is_out_of_memory(exc):
-            print(f"fastbp: error: out of memory: {exc} (try a smaller train.batch_size)", file=sys.stderr)
-            return 1
-        print(f"fastbp: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+            return _fail(exc, f"fastbp: error: out of memory: {exc} (try a smaller train.batch_size)", 1)
+        return _fail(exc, f"fastbp: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":
