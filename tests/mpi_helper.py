@@ -1,9 +1,12 @@
 """Run `fastbp train` (cli.main) in a process that mpiexec started, for
 tests/test_dist_mpi.py:
 
-    mpiexec -n 2 python tests/mpi_helper.py [--params OUT.npy] [--fail-after K] -- train ARGS...
+    mpiexec -n 2 python tests/mpi_helper.py [--params OUT.npy] [--fail-after K] -- train ARGS... [++ train ARGS...]
 
---params: rank 0 writes the trained network's flat parameters (float64) there.
+Several commands separated by ++ run one after the other in the same processes
+(one mpiexec start for several runs).
+--params: rank 0 writes each trained network's flat parameters (float64) there,
+with {i} replaced by the command's index.
 --fail-after K: this rank raises in its K-th backward pass (a bug on one rank).
 --signal-after K: this rank sends itself SIGINT after its K-th backward pass (Ctrl-C).
 """
@@ -47,14 +50,24 @@ def main(argv):
     Network.backward = counting_backward
     run = trainer.Trainer.run
 
+    out = {"path": None}
+
     def keep(self):
         summary = run(self)
-        if params and self.setup.reduce.rank == 0:
-            np.save(params, self.setup.net.get_params().astype(np.float64))
+        if out["path"] and self.setup.reduce.rank == 0:
+            np.save(out["path"], self.setup.net.get_params().astype(np.float64))
         return summary
 
     trainer.Trainer.run = keep
-    return cli.main(args)
+    commands, code = [[]], 0
+    for a in args:
+        commands.append([]) if a == "++" else commands[-1].append(a)
+    for i, command in enumerate(commands):
+        out["path"] = params.replace("{i}", str(i)) if params else None
+        code = cli.main(command)
+        if code:
+            break
+    return code
 
 
 if __name__ == "__main__":

@@ -110,8 +110,9 @@ class Trainer:
                                         reduce=s.reduce)
                 if not done:
                     self._save("last.npz")
+                    why = signal.Signals(self._stop).name if self._stop is not None else "stop"  # another rank's signal
                     raise Interrupted(
-                        f"{signal.Signals(self._stop).name}: stopped at epoch {state.epoch + 1}, batch {state.batch}; "
+                        f"{why}: stopped at epoch {state.epoch + 1}, batch {state.batch}; "
                         f"checkpoint saved; resume with: fastbp train --resume {self.run_dir}"
                     )
                 row = self._epoch_row(time.perf_counter() - t0)
