@@ -206,6 +206,36 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_sweep(args):
+    from .dist import sweep
+
+    overrides = list(args.set or [])
+    if args.data_dir:
+        overrides.append(f"data.data_dir={json.dumps(str(args.data_dir))}")
+    grid = sweep.parse_grid(args.grid)
+    stem = Path(args.config).stem if args.config else "digits"
+    out = args.out or Path("sweeps") / stem
+    runs = sweep.sweep(_config_path(args.config), grid, seeds=args.seeds, overrides=overrides, out=out,
+                       workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                       progress=not args.quiet, log=(lambda m: None) if args.quiet else print)
+    failed = [r for r in runs if r.result.get("status") != "done"]
+    if not args.quiet:
+        print(sweep.markdown(runs), end="")
+    print(f"sweep: {len(runs) - len(failed)} of {len(runs)} runs done{f', {len(failed)} failed' if failed else ''}; "
+          f"results in {out / 'sweep.md'}" + (f", best config {out / 'best.toml'}" if (out / "best.toml").exists() else ""))
+    return 1 if failed and len(failed) == len(runs) else 0
+
+
+def _workers(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be a whole number >= 1, got {text!r}")
+    return n
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), like every other error."""
 
@@ -285,6 +315,21 @@ def build_parser():
     pr.add_argument("--top", type=int, default=3, help="how many classes to show (default 3)")
     pr.add_argument("--json", action="store_true", help="one JSON object per input row")
     pr.set_defaults(func=cmd_predict)
+
+    sw = sub.add_parser("sweep", help="a grid of runs on a Dask cluster (pip install 'fastbp[dask]')")
+    sw.add_argument("config", nargs="?", help="TOML file, or a named config (default: digits)")
+    sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                    help="a config key and its values (repeatable: every combination runs)")
+    sw.add_argument("--seeds", type=_positive_int, default=1, metavar="N", help="runs per combination, train.seed + 0..N-1")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every run")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, metavar="N", help="a local cluster of N workers (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--retries", type=int, default=1, help="times a run whose worker died is tried again (default 1)")
+    sw.add_argument("--out", type=Path, help="the sweep directory (default: sweeps/CONFIG); run again to finish a sweep")
+    sw.add_argument("--data-dir", type=Path)
+    sw.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    sw.set_defaults(func=cmd_sweep)
 
     x = sub.add_parser("explain", help="print a worked backprop example step by step")
     x.add_argument("example", choices=("mazur", "relu"))
