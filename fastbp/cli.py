@@ -62,6 +62,10 @@ def cmd_train(args):
         cfg = config.load(_config_path(args.config), overrides)
     name = Path(args.config).stem if args.config else "digits"
     summary = trainer.Trainer(cfg, resume=resume, quiet=args.quiet, name=name).run()
+    from .dist.mpi import launched
+
+    if (launched() or (0,))[0] != 0:  # a data-parallel run (mpiexec): rank 0 alone reports
+        return 0
     acc = summary.get("test_accuracy")
     if not args.json:
         print(f"test accuracy: {100 * acc:.2f}%" if acc is not None else "done (no test set)")

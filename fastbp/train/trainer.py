@@ -81,6 +81,7 @@ class Trainer:
             f"net {c.model.sizes} {c.model.hidden}+{c.model.output}/{c.model.cost}, "
             f"{c.optimizer.name} lr {c.optimizer.lr}, batch {c.train.batch_size}, "
             f"backend {s.bk.name} ({s.bk.device_name()}), run dir {self.run_dir}"
+            + "".join(f", {d['ranks']} ranks ({d['allreduce']} all-reduce)" for d in [s.reduce.describe()] if d)
         )
         stopped_early = self._loop()
         self._save("last.npz")
