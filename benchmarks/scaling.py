@@ -236,7 +236,7 @@ def model(measured):
             row[f"{link}_weak_speedup"] = ranks * t_gpu1 / predict(GPU["fixed_s"], gpu_compute * ranks, nbytes, ranks,
                                                                    p["bandwidth"], p["alpha"])
             curves[(name, link)] = [(R, t_gpu1 / predict(GPU["fixed_s"], gpu_compute, nbytes, R, p["bandwidth"],
-                                                          p["alpha"])) for R in range(1, 33)]
+                                                          p["alpha"])) for R in range(1, 9 if link == "nvlink" else 33)]
         row["gpu_1_step_s"] = t_gpu1
         rows.append(row)
     inputs = {"cpu_gemm_flops_1_thread": gemm1, "cpu_gemm_flops_2_threads": measured["gemm"][1]["flops"],
@@ -254,7 +254,8 @@ def plot(curves, path):
     for (name, link), pts in curves.items():
         sizes, batch = NETS[name]
         ax.plot([r for r, _ in pts], [s for _, s in pts], marker=".", linestyle="-" if link == "nvlink" else "--",
-                label=f"{'-'.join(map(str, sizes))} b{batch}, {'NVLink' if link == 'nvlink' else 'InfiniBand'}")
+                label=f"{'-'.join(map(str, sizes))} b{batch}, "
+                + ("NVLink (one node)" if link == "nvlink" else "InfiniBand (ring across nodes)"))
     ax.plot([1, 32], [1, 32], color="grey", linewidth=0.5, label="ideal")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
