@@ -166,8 +166,8 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
 
     for b, x, y, labels in batches.epoch(epoch, start=state.batch):
         if shared:
-            lo, hi, total = batches.parts[b]
-            net.drop_share = (lo, total)
+            lo, hi, rows_all = batches.parts[b]  # this rank's rows lo:hi of the batch's rows_all
+            net.drop_share = (lo, rows_all)
         if graph is not None and len(labels) == graph.rows:
             graph(x, y, labels)  # what the else branch does, as one launch
         elif not len(labels):  # a short last batch with no row for this rank
@@ -182,7 +182,7 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
             net.backward(x, y)
         seen += len(labels)
         if shared:
-            reduce.gradient(net.grads, hi - lo, total)
+            reduce.gradient(net.grads, hi - lo, rows_all)
         if clip_norm:
             clip_gradient(net, clip_norm)
         step(lr_at(state.step))
