@@ -184,9 +184,13 @@ def connect(workers=None, scheduler=None, *, processes=True):
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, got {workers}")
     workers = workers or cores
+    threads = max(1, cores // workers)
+    # Dask starts worker processes with 1 BLAS thread (OMP_NUM_THREADS=1...): allow the share instead
+    env = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes,
-                                       dashboard_address=None, silence_logs=logging.ERROR)
-    return distributed.Client(cluster), cluster, max(1, cores // workers)
+                                       dashboard_address=None, silence_logs=logging.ERROR,
+                                       **({"env": env} if processes else {}))
+    return distributed.Client(cluster), cluster, threads
 
 
 def sweep(config_path, grid, *, seeds=1, overrides=(), out, workers=None, scheduler=None, retries=1,
