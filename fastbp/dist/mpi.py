@@ -156,6 +156,8 @@ def fail(exc, line, code):
         MPI = None
     if rank != 0:
         time.sleep(1.0)  # a failure on every rank (a bad config file): rank 0's abort ends this one first
+    elif MPI is not None and isinstance(exc, MPI.Exception):
+        time.sleep(2.0)  # most likely another rank died mid-collective: its own message and abort come first
     tag = f"fastbp (rank {rank} of {size}):" if size else "fastbp:"
     print(line.replace("fastbp:", tag, 1), file=sys.stderr, flush=True)
     if MPI is not None:
