@@ -121,6 +121,17 @@ class Backend:
         mode: only a GPU does."""
         return False
 
+    # Data parallelism (fastbp.dist.mpi): a device per rank, and the gradient's all-reduce.
+    on_host = True  # do the arrays live in host memory, where MPI reads them in place?
+
+    def use_device(self, local_rank):
+        """Take the device of the rank numbered local_rank on its node (the CPU: nothing to take)."""
+
+    def device_allreduce(self, comm, rank, size):
+        """A callable(buf) summing a device array in place over the ranks of
+        the MPI communicator `comm` without a host copy (NCCL), or None."""
+        return None
+
 
 class NumpyBackend(Backend):
     name = "numpy"
@@ -236,6 +247,14 @@ class CupyBackend(Backend):
 
         return cupyx.scipy.sparse.csr_matrix(scipy.sparse.csr_matrix(X, dtype=dtype))
 
+    on_host = False
+
+    def use_device(self, local_rank):
+        self._cupy.cuda.Device(local_rank % self._cupy.cuda.runtime.getDeviceCount()).use()
+
+    def device_allreduce(self, comm, rank, size):
+        return nccl_allreduce(self._cupy, comm, rank, size)
+
     def device_name(self):
         props = self._cupy.cuda.runtime.getDeviceProperties(self._cupy.cuda.Device().id)
         name = props["name"]
@@ -348,6 +367,42 @@ class CupyBackend(Backend):
         linalg = self._linalg
         linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if on else linalg.COMPUTE_TYPE_DEFAULT)
         return True
+
+
+def nccl_allreduce(cupy, comm, rank, size, nccl=None):
+    """An in-place NCCL sum over the ranks of MPI communicator `comm`, as a
+    callable(buf) on cupy arrays; None, the same on every rank, where NCCL
+    cannot serve (not installed, FASTBP_NCCL=0, two ranks on one device):
+    then the caller sums a host copy through MPI. `nccl`: the module to use
+    (cupy.cuda.nccl; the tests pass a stand-in)."""
+    import platform
+
+    ok = os.environ.get("FASTBP_NCCL", "1") != "0"
+    if ok and nccl is None:
+        try:
+            from cupy.cuda import nccl
+        except Exception:  # ImportError, or a missing libnccl found on import
+            ok = False
+    device = (platform.node(), cupy.cuda.Device().id)
+    devices = comm.allgather(device)
+    ok = ok and len(set(devices)) == len(devices)  # NCCL needs a device of its own per rank
+    if not comm.allreduce(int(ok), op=_mpi_min()):
+        return None
+    uid = comm.bcast(nccl.get_unique_id() if rank == 0 else None, root=0)
+    nc = nccl.NcclCommunicator(size, uid, rank)
+    kinds = {np.dtype(np.float32): nccl.NCCL_FLOAT32, np.dtype(np.float64): nccl.NCCL_FLOAT64}
+
+    def allreduce(buf):
+        ptr = buf.data.ptr
+        nc.allReduce(ptr, ptr, buf.size, kinds[np.dtype(buf.dtype)], nccl.NCCL_SUM, cupy.cuda.get_current_stream().ptr)
+
+    return allreduce
+
+
+def _mpi_min():
+    from mpi4py import MPI
+
+    return MPI.MIN
 
 
 def _seed_int(seed):

@@ -70,6 +70,10 @@ def cmd_train(args):
         cfg = config.load(_config_path(args.config), overrides(args))
     name = Path(args.config).stem if args.config else None  # None: the data set's name
     summary = trainer.Trainer(cfg, resume=resume, quiet=args.quiet, name=name).run()
+    from .dist.mpi import launched
+
+    if (launched() or (0,))[0] != 0:  # a data-parallel run (mpiexec): rank 0 alone reports
+        return 0
     acc = summary.get("test_accuracy")
     if not args.json:
         print(f"test accuracy: {100 * acc:.2f}%" if acc is not None else "done (no test set)")
@@ -226,6 +230,35 @@ def _checkpoint_option(parser):
                              "run kept none), or last.npz, the last epoch's")
 
 
+def cmd_sweep(args):
+    from .dist import sweep
+
+    # --out is the sweep's folder here, not output.dir: each run's folder is the sweep's to name
+    grid = sweep.parse_grid(args.grid)
+    stem = Path(args.config).stem if args.config else "digits"
+    out = args.out or Path("sweeps") / stem
+    runs = sweep.sweep(_config_path(args.config), grid, seeds=args.seeds,
+                       overrides=overrides(argparse.Namespace(set=args.set, data_dir=args.data_dir)), out=out,
+                       workers=args.workers, scheduler=args.scheduler, retries=args.retries,
+                       progress=not args.quiet, log=(lambda m: None) if args.quiet else print)
+    failed = [r for r in runs if r.result.get("status") != "done"]
+    if not args.quiet:
+        print(sweep.markdown(runs), end="")
+    print(f"sweep: {len(runs) - len(failed)} of {len(runs)} runs done{f', {len(failed)} failed' if failed else ''}; "
+          f"results in {out / 'sweep.md'}" + (f", best config {out / 'best.toml'}" if (out / "best.toml").exists() else ""))
+    return 1 if failed and len(failed) == len(runs) else 0
+
+
+def _workers(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--workers must be a whole number >= 1, got {text!r}")
+    return n
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), like every other error."""
 
@@ -308,10 +341,34 @@ def build_parser():
     pr.add_argument("--json", action="store_true", help="one JSON object per input row")
     pr.set_defaults(func=cmd_predict)
 
+    sw = sub.add_parser("sweep", help="a grid of runs on a Dask cluster (pip install 'fastbp[dask]')")
+    sw.add_argument("config", nargs="?", help="TOML file, or a named config (default: digits)")
+    sw.add_argument("--grid", action="append", required=True, metavar="KEY=V1,V2,...",
+                    help="a config key and its values (repeatable: every combination runs)")
+    sw.add_argument("--seeds", type=_positive_int, default=1, metavar="N", help="runs per combination, train.seed + 0..N-1")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every run")
+    where = sw.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, metavar="N", help="a local cluster of N workers (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
+    sw.add_argument("--retries", type=int, default=1, help="times a run whose worker died is tried again (default 1)")
+    sw.add_argument("--out", type=Path, help="the sweep directory (default: sweeps/CONFIG); run again to finish a sweep")
+    sw.add_argument("--data-dir", type=Path)
+    sw.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    sw.set_defaults(func=cmd_sweep)
+
     x = sub.add_parser("explain", help="print a worked backprop example step by step")
     x.add_argument("example", choices=("mazur", "relu"))
     x.set_defaults(func=cmd_explain)
     return p
+
+
+def _fail(exc, line, code):
+    """Print an error's one line on stderr; returns its exit code. Under
+    mpiexec, one line from the right rank, and a failing rank aborts the job
+    (fastbp.dist.mpi.fail)."""
+    from .dist.mpi import fail
+
+    return fail(exc, line, code)
 
 
 def main(argv=None):
@@ -323,8 +380,7 @@ def main(argv=None):
     except FastBPError as exc:
         if args.debug:
             raise
-        print(f"fastbp: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _fail(exc, f"fastbp: error: {exc}", exc.exit_code)
     except BrokenPipeError:
         # stdout was closed early (`fastbp train --json | head -1`): stop quietly with the
         # status of a program killed by SIGPIPE, 128 + 13, as `yes | head -1` does.
@@ -336,23 +392,19 @@ def main(argv=None):
     except OSError as exc:  # the machine, not a bug: disk full, read-only, permissions (e.g. writing plots)
         if args.debug:
             raise
-        print(f"fastbp: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, f"fastbp: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("fastbp: interrupted", file=sys.stderr)
-        return 130
+        return _fail(None, "fastbp: interrupted", 130)
     except Exception as exc:
         if args.debug:
             raise
         from .backend import is_out_of_memory
 
         if is_out_of_memory(exc):
-            print(f"fastbp: error: out of memory: {exc} (try a smaller train.batch_size)", file=sys.stderr)
-            return 1
-        print(f"fastbp: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
-        return 1
+            return _fail(exc, f"fastbp: error: out of memory: {exc} (try a smaller train.batch_size)", 1)
+        return _fail(exc, f"fastbp: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
 
 
 if __name__ == "__main__":

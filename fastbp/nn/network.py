@@ -149,6 +149,11 @@ class Network:
         # What the last forward passes left, for the calls that read them:
         self._out = None  # (z^L, a^L, log_norm or None) of the last forward, for batch_cost
         self._trained = None  # rows of the last training forward, for backward
+        # Data parallelism: (lo, total) when a training batch is rows lo, lo+1, ... of a batch of
+        # `total` rows split over processes: the masks are drawn for all total rows, as one
+        # process would draw them, and this one keeps its rows.
+        self.drop_share = None
+        self._full_masks = {}
 
     @property
     def n_layers(self):
@@ -222,7 +227,15 @@ class Network:
         if self._drop_rng is None:
             self.seed_dropout(0)
         mask, dropped = rows.mask[l], rows.dropped[l]
-        self.bk.random(self._drop_rng, mask)
+        if self.drop_share is None:
+            self.bk.random(self._drop_rng, mask)
+        else:
+            lo, total = self.drop_share
+            full = self._full_masks.get((l, total))
+            if full is None:
+                full = self._full_masks[(l, total)] = xp.empty((total, mask.shape[1]), mask.dtype)
+            self.bk.random(self._drop_rng, full)
+            mask[...] = full[lo : lo + mask.shape[0]]
         xp.greater_equal(mask, p, out=mask)  # keep with probability 1 − p
         xp.multiply(mask, 1.0 / (1.0 - p), out=mask)  # inverted: E[a ⊙ mask] = a
         return xp.multiply(a, mask, out=dropped)

@@ -18,6 +18,7 @@ from ..errors import ConfigError, DataError
 from ..nn import optim, schedules
 from ..nn.network import Network
 from .config import Config
+from . import loop
 from .loop import Batches
 
 
@@ -102,6 +103,8 @@ class Setup:
     opt: optim.Optimizer | None = None
     lr_at: object = None  # lr_at(step), the schedule
     batches: Batches | None = None  # the training split's mini-batches
+    # the sums over ranks of a data-parallel run (fastbp.dist.mpi.Reducer); loop.ONE in one process
+    reduce: object = loop.ONE
 
 
 def build(cfg: Config, dataset: Dataset | None = None, *, train=True) -> Setup:
@@ -109,6 +112,12 @@ def build(cfg: Config, dataset: Dataset | None = None, *, train=True) -> Setup:
     `dataset` replaces the one cfg.data.name names."""
     d, m, o, t = cfg.data, cfg.model, cfg.optimizer, cfg.train
     bk = get_backend(t.backend)
+    reduce = None
+    if train:  # started by mpiexec: this rank's device and communicator (nothing MPI is imported otherwise)
+        from ..dist.mpi import from_env
+
+        reduce = from_env(bk, cfg)
+    reduce = reduce or loop.ONE
     if t.tf32 and not bk.set_tf32(True):
         warnings.warn(f"train.tf32 = true does nothing on the {bk.name} backend", stacklevel=2)
     ds = dataset or load_dataset(d.name, data_dir=d.data_dir or None)
@@ -121,12 +130,12 @@ def build(cfg: Config, dataset: Dataset | None = None, *, train=True) -> Setup:
         raise ConfigError(f"config key 'train.batch_size' = {t.batch_size} is larger than the training set ({data['train'].n} rows)")
     net = Network(m.sizes, m.hidden, m.output, m.cost, m.init, backend=bk, dtype=t.dtype, seed=t.seed,
                   leaky_slope=m.leaky_slope, dropout=m.dropout)
-    setup = Setup(cfg, bk, ds, data, pre, net)
+    setup = Setup(cfg, bk, ds, data, pre, net, reduce=reduce)
     if train:
         train_split = data["train"]
         try:
             setup.batches = Batches(train_split, t.batch_size, seed=t.seed, shuffle=t.shuffle, drop_last=t.drop_last,
-                                    shift=d.shift, image_shape=ds.image_shape)
+                                    shift=d.shift, image_shape=ds.image_shape, share=(reduce.rank, reduce.size))
         except ValueError as exc:
             raise ConfigError(f"config key 'data.shift' = {d.shift}: {exc} (data set {ds.name!r})") from None
         params = cfg.optimizer_params()

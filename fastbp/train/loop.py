@@ -48,16 +48,23 @@ class Batches:
     shift > 0 moves each image by up to that many pixels (augment.RandomShift).
     """
 
-    def __init__(self, split, batch_size, *, seed=0, shuffle=True, drop_last=False, shift=0, image_shape=None):
+    def __init__(self, split, batch_size, *, seed=0, shuffle=True, drop_last=False, shift=0, image_shape=None,
+                 share=(0, 1)):
         xp, B = split.bk.xp, batch_size
         self.split, self.batch_size, self.seed, self.shuffle = split, B, seed, shuffle
         n, width = split.n, split.X.shape[1]
         self.n_batches = n // B if drop_last else -(-n // B)
-        raw = xp.empty((B, width), split.X.dtype)
-        scaled = xp.empty((B, width), split.scale.dtype)  # the network's dtype
-        Y, labels = xp.empty((B, split.Y.shape[1]), split.Y.dtype), xp.empty(B, split.labels.dtype)
+        # share = (r, R): this process yields only its part of each batch (rank r of R, data
+        # parallelism): rows lo:hi of the batch of N rows, as parts[b] = (lo, hi, N) records.
+        rank, ranks = share
+        self.rows = -(-B // ranks)  # the most rows a batch has here
+        raw = xp.empty((self.rows, width), split.X.dtype)
+        scaled = xp.empty((self.rows, width), split.scale.dtype)  # the network's dtype
+        Y, labels = xp.empty((self.rows, split.Y.shape[1]), split.Y.dtype), xp.empty(self.rows, split.labels.dtype)
         spans = [(b * B, min((b + 1) * B, n)) for b in range(self.n_batches)]
-        self._cut = [(i, j, raw[: j - i], scaled[: j - i], Y[: j - i], labels[: j - i]) for i, j in spans]
+        self.parts = [(*part(j - i, rank, ranks), j - i) for i, j in spans]
+        self._cut = [(i + lo, i + hi, raw[: hi - lo], scaled[: hi - lo], Y[: hi - lo], labels[: hi - lo])
+                     for (i, j), (lo, hi, _) in zip(spans, self.parts)]
         self.shift = None
         if shift:
             if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != width:
@@ -85,6 +92,40 @@ class Batches:
             yield b, x, y, labels
 
 
+def part(n, rank, ranks):
+    """Rank `rank`'s contiguous share (lo, hi) of n rows split over `ranks`
+    ranks: sizes differ by at most one, the first n % ranks ranks one larger."""
+    q, extra = divmod(n, ranks)
+    lo = rank * q + min(rank, extra)
+    return lo, lo + q + (rank < extra)
+
+
+class OneProcess:
+    """The reduction of a run in one process: nothing to reduce. Data
+    parallelism hands train_epoch and evaluate another object with these
+    methods (fastbp.dist.mpi.Reducer), which sums over the ranks."""
+
+    rank, size, writer = 0, 1, True
+
+    def gradient(self, grads, n, total):
+        """Make `grads` (the mean over this rank's n of the batch's total rows)
+        the gradient of the mean over all total rows, on every rank."""
+
+    def sums(self, *values):
+        """Each value summed over the ranks (Python numbers)."""
+        return values
+
+    def stop(self, flag):
+        """Does any rank want to stop? (called once per batch on every rank)"""
+        return flag
+
+    def describe(self):
+        return {}
+
+
+ONE = OneProcess()
+
+
 class _NoProgress:
     def start_epoch(self, epoch, batch=0):
         pass
@@ -93,17 +134,27 @@ class _NoProgress:
         return False
 
 
-def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None, graph=None):
+def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None, should_stop=None, graph=None,
+                reduce=ONE):
     """Train on the rest of epoch `state.epoch` (from batch `state.batch`),
     updating `state`. Returns True when the epoch is done, or False as soon as
     should_stop() says so between two batches (state then says where to go on).
     Raises TrainingDiverged on a non-finite loss. `graph`, a GraphStep of
     this net and these batches, replays each full batch's forward, cost,
-    running sums and backward as one CUDA graph."""
+    running sums and backward as one CUDA graph.
+
+    `reduce` (data parallelism, fastbp.dist.mpi.Reducer): `batches` yields
+    this rank's share of each batch; the gradient is summed over the ranks
+    between backward and the optimiser step, the running sums at the end (and
+    at a stop); each rank draws the whole batch's dropout masks and keeps its
+    rows, so that the run does not depend on the number of ranks."""
     bk, epoch = net.bk, state.epoch
     net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=batches.batch_size)
     check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
     loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
+    shared = reduce.size > 1
+    if shared and reduce.rank != 0:  # the state's sums are over all ranks: rank 0 carries them
+        loss_sum, correct, seen = 0.0, 0, 0
     progress = progress or _NoProgress()
     progress.start_epoch(epoch, state.batch)
     step = opt.step
@@ -114,8 +165,13 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
         return (loss_sum, correct) if graph is None else (loss_sum + graph.loss_sum, correct + graph.correct)
 
     for b, x, y, labels in batches.epoch(epoch, start=state.batch):
+        if shared:
+            lo, hi, rows_all = batches.parts[b]  # this rank's rows lo:hi of the batch's rows_all
+            net.drop_share = (lo, rows_all)
         if graph is not None and len(labels) == graph.rows:
             graph(x, y, labels)  # what the else branch does, as one launch
+        elif not len(labels):  # a short last batch with no row for this rank
+            net.grads.fill(0)
         else:
             a = net.forward(x, train=True)
             batch_loss = net.batch_cost(y)
@@ -125,6 +181,8 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
                 _diverged(epoch, b)
             net.backward(x, y)
         seen += len(labels)
+        if shared:
+            reduce.gradient(net.grads, hi - lo, rows_all)
         if clip_norm:
             clip_gradient(net, clip_norm)
         step(lr_at(state.step))
@@ -135,13 +193,13 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
             if not math.isfinite(mean):
                 _diverged(epoch, b)
             progress.update(b + 1, mean, float(right) / seen, seen)
-        if should_stop is not None and should_stop():
-            total, right = sums()
-            state.batch, state.loss_sum, state.correct, state.seen = b + 1, float(total), int(right), seen
+        if reduce.stop(should_stop is not None and should_stop()):
+            total, right, seen = reduce.sums(*_host(sums()), seen)
+            state.batch, state.loss_sum, state.correct, state.seen = b + 1, float(total), int(right), int(seen)
             return False
     bk.synchronize()
-    total, right = sums()
-    state.batch, state.loss_sum, state.correct, state.seen = batches.n_batches, float(total), int(right), seen
+    total, right, seen = reduce.sums(*_host(sums()), seen)
+    state.batch, state.loss_sum, state.correct, state.seen = batches.n_batches, float(total), int(right), int(seen)
     if not math.isfinite(state.loss_sum):
         _diverged(epoch, batches.n_batches - 1)
     return True
@@ -169,7 +227,7 @@ class GraphStep:
         if not net.bk.graphs:
             raise ValueError(f"the {net.bk.name} backend has no CUDA graphs (use the cupy backend)")
         xp = net.xp
-        self.net, self.rows, self.replay = net, batches.batch_size, None
+        self.net, self.rows, self.replay = net, batches.rows, None
         self.loss_sum, self.correct = xp.zeros((), net.dtype), xp.zeros((), xp.int64)  # on the device, read per epoch
         self.recorded, self._held = None, None
 
@@ -213,6 +271,10 @@ class GraphStep:
         self.loss_sum[...], self.correct[...] = before  # the replay that follows adds this batch
 
 
+def _host(sums):
+    return float(sums[0]), int(sums[1])
+
+
 def _diverged(epoch, batch):
     raise TrainingDiverged(f"training diverged: non-finite loss at epoch {epoch + 1}, batch {batch + 1}")
 
@@ -226,17 +288,20 @@ def clip_gradient(net, max_norm):
 
 
 # -- metrics ------------------------------------------------------------------
-def evaluate(net, split, chunk=4096):
-    """(mean cost, accuracy) of the network's current weights on a Split."""
+def evaluate(net, split, chunk=4096, reduce=ONE):
+    """(mean cost, accuracy) of the network's current weights on a Split.
+    With `reduce` (data parallelism) each rank takes its share of the rows."""
     xp, d = net.xp, split
-    buf = xp.empty((min(chunk, d.n), d.X.shape[1]), net.dtype)
+    start, end = part(d.n, reduce.rank, reduce.size)
+    buf = xp.empty((max(1, min(chunk, end - start)), d.X.shape[1]), net.dtype)
     loss, correct = 0.0, 0
-    for i in range(0, d.n, chunk):
-        j = min(i + chunk, d.n)
+    for i in range(start, end, chunk):
+        j = min(i + chunk, end)
         x = xp.multiply(d.X[i:j], d.scale, out=buf[: j - i])
         a = net.forward(x)
         loss = loss + net.batch_cost(d.Y[i:j])
         correct = correct + (a.argmax(axis=1) == d.labels[i:j]).sum()
+    loss, correct = reduce.sums(float(loss), int(correct))
     return float(loss) / d.n, int(correct) / d.n
 
 

@@ -41,6 +41,8 @@ class Trainer:
         """Train; returns the run's summary (a dict, also written as summary.json)."""
         self.setup = build(self.cfg, self.dataset)
         bk = self.setup.bk
+        if not self.setup.reduce.writer:  # a data-parallel run's other ranks: rank 0 prints and writes
+            self.quiet, self.write, self.log = True, False, lambda msg: None
         try:
             # numpy's overflow warnings would only add lines to the TrainingDiverged message
             with bk.limit_threads(self.cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
@@ -79,6 +81,7 @@ class Trainer:
             f"net {c.model.sizes} {c.model.hidden}+{c.model.output}/{c.model.cost}, "
             f"{c.optimizer.name} lr {c.optimizer.lr}, batch {c.train.batch_size}, "
             f"backend {s.bk.name} ({s.bk.device_name()}), run dir {self.run_dir}"
+            + "".join(f", {d['ranks']} ranks ({d['allreduce']} all-reduce)" for d in [s.reduce.describe()] if d)
         )
         stopped_early = self._loop()
         self._save("last.npz")
@@ -104,11 +107,13 @@ class Trainer:
             while state.epoch < c.train.epochs:
                 t0 = time.perf_counter()
                 done = loop.train_epoch(s.net, s.opt, s.lr_at, s.batches, state, clip_norm=c.optimizer.clip_norm,
-                                        progress=progress, should_stop=lambda: self._stop is not None, graph=graph)
+                                        progress=progress, should_stop=lambda: self._stop is not None, graph=graph,
+                                        reduce=s.reduce)
                 if not done:
                     self._save("last.npz")
+                    why = signal.Signals(self._stop).name if self._stop is not None else "stop"  # another rank's signal
                     raise Interrupted(
-                        f"{signal.Signals(self._stop).name}: stopped at epoch {state.epoch + 1}, batch {state.batch}; "
+                        f"{why}: stopped at epoch {state.epoch + 1}, batch {state.batch}; "
                         f"checkpoint saved; resume with: fastbp train --resume {self.run_dir}"
                     )
                 row = self._epoch_row(time.perf_counter() - t0)
@@ -149,7 +154,7 @@ class Trainer:
         }
         for split in ("val", "test"):
             if split in s.data:
-                row[f"{split}_loss"], row[f"{split}_accuracy"] = loop.evaluate(s.net, s.data[split])
+                row[f"{split}_loss"], row[f"{split}_accuracy"] = loop.evaluate(s.net, s.data[split], reduce=s.reduce)
         if self.cfg.output.grad_norms:
             row["grad_norm_w"], row["grad_norm_b"] = loop.grad_norms(s.net, s.data["train"])
         state.history.append(row)
@@ -208,12 +213,13 @@ class Trainer:
         skip = ("epoch", "seconds", "lr", "grad_norm_w", "grad_norm_b")
         final = {k: v for k, v in (state.history[-1] if state.history else {}).items() if k not in skip}
         if "test" in s.data:
-            final["test_loss"], final["test_accuracy"] = loop.evaluate(s.net, s.data["test"])
+            final["test_loss"], final["test_accuracy"] = loop.evaluate(s.net, s.data["test"], reduce=s.reduce)
             y_true, y_pred = s.bk.to_numpy(s.data["test"].labels), loop.predict(s.net, s.data["test"])
             final.update(report.class_metrics(y_true, y_pred, s.dataset.class_names))
         summary = {
             "config": self.cfg.to_dict(),
             "backend": s.bk.describe(),
+            **s.reduce.describe(),  # a data-parallel run: {"ranks": R, "allreduce": "mpi", "nccl" or "mpi-host"}
             "dataset": {"name": s.dataset.name, "source": s.dataset.source},
             "run_dir": str(self.run_dir),
             "epochs_run": len(state.history),
