@@ -382,7 +382,7 @@ class BaseFastBP(BaseEstimator, ABC):
             max_abs, constant = abs(X).max(), False
         else:
             max_abs, constant = np.abs(X).max(), bool((X.max(axis=0) == X.min(axis=0)).all())
-        self._warn_health(health.inputs(max_abs, constant=constant, rows=X.shape[0]))
+        self._warn_health(health.inputs(max_abs, constant=constant, rows=X.shape[0], limit=_health.ESTIMATOR_INPUT_MAX))
         return health
 
     @staticmethod

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 PROBE_ROWS = 2048
 INPUT_MAX = 10.0  # |x| a network expects is about 1; MNIST's pixels are in [0, 1]
+ESTIMATOR_INPUT_MAX = 1e3  # scikit-learn's users pass their own features (digits' 0..16 trains fine)
 DEAD = 0.5  # fraction of a ReLU layer's units never active
 FLAT_SLOPE = 0.01  # σ'(z) below this: the unit barely passes a gradient
-SATURATED_ROWS = 0.9  # ... on at least this fraction of the probe rows
+SATURATED_ROWS = 0.99  # ... on nearly every probe row (a trained unit may be a binary feature detector)
 SATURATED = 0.5  # fraction of a sigmoid/tanh layer's units saturated
 WRONG = 0.1  # fraction of sigmoid outputs saturated at the wrong value (quadratic cost)
+MIN_UNITS, MIN_ROWS = 8, 50  # fewer units or probe rows: a fraction says little (scikit-learn's tests)
 GRAD_RATIO = 1e4  # largest / smallest layer ‖∂C/∂W‖
 GRAD_GROWTH = 1e3  # a layer's ‖∂C/∂W‖ from one epoch to the next
 FLAT_EPOCHS = 3  # the not-learning check waits this many epochs
@@ -101,17 +103,18 @@ class Health:
         return [self.messages[-1]]
 
     # -- once, before training ----------------------------------------------------------------
-    def inputs(self, max_abs, *, constant=False, rows=0, standardized=False):
+    def inputs(self, max_abs, *, constant=False, rows=0, standardized=False, limit=INPUT_MAX):
         """Messages about the training inputs. max_abs: the largest |x| the
         network is fed; constant: every feature takes one value over the
         `rows` training rows. Standardised inputs are not checked for their
-        range: a rare feature's standardised values reach sqrt(rows)."""
+        range: a rare feature's standardised values reach sqrt(rows). limit:
+        the largest max_abs that is not reported."""
         self.inputs_figures = {"input_max_abs": float(max_abs)}
         said = []
         if constant and rows > 1:
             said += self._say(("inputs", "constant"), f"every input feature is constant over the {rows} training rows: "
                               "there is nothing to learn from; check the data file")
-        if not standardized and max_abs > INPUT_MAX:
+        if not standardized and max_abs > limit:
             said += self._say(("inputs", "scale"), f"the training inputs reach |x| = {max_abs:.2g} as the network is fed "
                               "(it expects values of about 1): unscaled inputs saturate or kill units", "scale")
         return said
@@ -169,8 +172,10 @@ class Health:
 
     def _layers(self, fig):
         net, said = self.net, []
-        for l in range(net.n_layers - 1):
+        for l in range(net.n_layers - 1 if self.n >= MIN_ROWS else 0):
             units, name = net.sizes[l + 1], net.hidden_name
+            if units < MIN_UNITS:
+                continue
             where = f"layer {l + 1} ({name}, {units} units)"
             dead, sat = fig.get(f"dead_units_{l + 1}"), fig.get(f"saturated_units_{l + 1}")
             if dead is not None and dead >= DEAD:
@@ -196,7 +201,7 @@ class Health:
         if len(losses) > 1 and not losses[-1] > 0.01 * losses[0]:
             return said  # the loss is ~0 already: small gradients mean it has learnt
         if top == 0:
-            said += self._say(("vanishing", None), "every layer's gradient ‖∂C/∂W‖ is exactly 0: nothing learns",
+            said += self._say(("vanishing", None), "every layer's weight gradient ‖∂C/∂W‖ is exactly 0: no weight learns",
                               "scale", "he", "glorot")
         elif fig["grad_ratio"] is None or fig["grad_ratio"] > GRAD_RATIO:
             low = min(range(len(norms)), key=norms.__getitem__)
