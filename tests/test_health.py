@@ -97,7 +97,7 @@ def test_a_deep_sigmoid_net_has_vanishing_gradients_in_its_first_layer():
                      f"model.sizes=[64,{','.join(['30'] * 8)},10]")
     (msg,) = [m for m in said if "gradients" in m]
     assert msg.startswith("health: vanishing gradients: ‖∂C/∂W‖ is ") and "in layer 1 but " in msg
-    assert "so layer 1 barely learns" in msg and 'model.hidden = "relu"' in msg
+    assert msg.endswith("so layer 1 barely learns; try model.hidden = \"relu\" or model.init = \"glorot\"")
     assert t.state.history[0]["health"]["grad_ratio"] > health.GRAD_RATIO
 
 
@@ -204,3 +204,18 @@ def _tiny_net_and_data():
     rng = np.random.default_rng(0)
     X = get_backend("numpy").asarray(rng.normal(size=(20, 4)), np.float32)
     return net, X, np.eye(2, dtype=np.float32)[rng.integers(0, 2, 20)]
+
+
+def test_the_estimator_reports_exploding_gradients_where_scikit_learns_own_test_diverges():
+    """scikit-learn's test_mlp_diverging_loss: a linear net at learning rate 1 on iris."""
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    reg = fastbp.FastBPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd", learning_rate_init=1,
+                                 max_iter=20, early_stopping=True, random_state=0, backend="numpy")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reg.fit(X, y)
+    (w,) = [w for w in caught if w.category is HealthWarning]
+    assert str(w.message).startswith("health: exploding gradients: ‖∂C/∂W‖ of layer ")
+    assert str(w.message).endswith("try a lower learning_rate_init (now 1)") and w.filename == __file__  # the caller's line

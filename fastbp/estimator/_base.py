@@ -345,7 +345,7 @@ class BaseFastBP(BaseEstimator, ABC):
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
                 epochs = len(self.loss_curve_)
                 if epochs <= 10 or epochs % 10 == 0:  # on a tiny set the probe costs as much as an epoch
-                    self._warn_health(health.epoch(self.loss_curve_))
+                    self._warn_health(health.epoch(self.loss_curve_), stacklevel=5)
                 self._update_no_improvement_count(net, early_stopping, X_val, y_val, sw_val)
                 solver.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -382,13 +382,15 @@ class BaseFastBP(BaseEstimator, ABC):
             max_abs, constant = abs(X).max(), False
         else:
             max_abs, constant = np.abs(X).max(), bool((X.max(axis=0) == X.min(axis=0)).all())
-        self._warn_health(health.inputs(max_abs, constant=constant, rows=X.shape[0], limit=_health.ESTIMATOR_INPUT_MAX))
+        self._warn_health(health.inputs(max_abs, constant=constant, rows=X.shape[0], limit=_health.ESTIMATOR_INPUT_MAX),
+                          stacklevel=6)
         return health
 
     @staticmethod
-    def _warn_health(messages):
+    def _warn_health(messages, stacklevel):
+        """Each message as a HealthWarning, attributed to the caller of fit or partial_fit (stacklevel)."""
         for msg in messages:
-            warnings.warn(msg, HealthWarning, stacklevel=4)
+            warnings.warn(msg, HealthWarning, stacklevel=stacklevel)
 
     def _epoch(self, net, solver, Xd, Yd, swd, sample_weight, sample_idx, batch_size):
         """One pass in gen_batches' slices of the (shuffled) rows: forward, loss, BP1-BP4, step.

@@ -193,6 +193,7 @@ class Health:
 
     def _gradients(self, fig, norms, losses):
         said, prev = [], self._prev_norms
+        init = ("he",) if self.net.hidden_name in ("relu", "leaky_relu") else ("relu", "glorot")
         self._prev_norms = norms
         top = max(norms)
         fig["grad_ratio"] = top / min(norms) if min(norms) > 0 else None
@@ -202,14 +203,13 @@ class Health:
             return said  # the loss is ~0 already: small gradients mean it has learnt
         if top == 0:
             said += self._say(("vanishing", None), "every layer's weight gradient ‖∂C/∂W‖ is exactly 0: no weight learns",
-                              "scale", "he", "glorot")
+                              "scale", *init)
         elif fig["grad_ratio"] is None or fig["grad_ratio"] > GRAD_RATIO:
             low = min(range(len(norms)), key=norms.__getitem__)
             high = norms.index(top)
             ratio = "" if fig["grad_ratio"] is None else f", a ratio of {fig['grad_ratio']:.1g}"
             said += self._say(("vanishing", None), f"vanishing gradients: ‖∂C/∂W‖ is {norms[low]:.2g} in layer {low + 1} "
-                              f"but {norms[high]:.2g} in layer {high + 1}{ratio}, so layer {low + 1} barely learns",
-                              "he", "glorot", "relu")
+                              f"but {norms[high]:.2g} in layer {high + 1}{ratio}, so layer {low + 1} barely learns", *init)
         if fig["grad_growth"] is not None and fig["grad_growth"] > GRAD_GROWTH:
             l = max((i for i in range(len(norms)) if prev[i] > 0), key=lambda i: norms[i] / prev[i])
             said += self._say(("exploding", None), f"exploding gradients: ‖∂C/∂W‖ of layer {l + 1} grew "
