@@ -74,9 +74,12 @@ def run_fixes(cfg):
 class Health:
     """The checks of one training run. X, Y: the training inputs (scaled, as
     the network is fed) and one-hot targets on the device; only their first
-    `rows` rows are used. fixes: RUN_FIXES or ESTIMATOR_FIXES; lr the learning
-    rate the advice quotes; flat_epochs: how long a flat loss may last. backprop=True: each epoch's check runs a backward
-    pass over the probe for the gradient norms (else the caller passes them).
+    `rows` rows are used. fixes: RUN_FIXES (or run_fixes(cfg)) or
+    ESTIMATOR_FIXES; lr: the learning rate the advice quotes; flat_epochs: how
+    many epochs a flat loss may last. backprop=True: each epoch's check runs a
+    backward pass over the probe for the gradient norms (else the caller
+    passes them); accuracy=True: the probe's accuracy stands in for a
+    training accuracy the caller does not have.
 
     After each check, `figures` holds the epoch's figures (a flat dict for
     history rows and TensorBoard) and `messages` every message said so far."""
