@@ -119,7 +119,7 @@ def test_gradients_growing_a_thousandfold_in_one_epoch_are_exploding():
 def test_a_run_that_does_not_learn_says_so_after_three_epochs():
     said, t = _train("train.epochs=3", "optimizer.lr=1e-9")
     assert said == ["health: not learning: after 3 epochs the training loss is 2.476 (epoch 1: 2.476) and the accuracy "
-                    "10.6% (chance: 10%); try another optimizer.lr (now 1e-09) or data.standardize = true"]
+                    "10.6% (chance: 10%); check that the labels match the inputs; try another optimizer.lr (now 1e-09)"]
 
 
 def test_the_figures_go_to_history_and_summary(tmp_path, cli):

@@ -226,8 +226,8 @@ class Health:
         chance = 1.0 / max(2, n_classes)  # one logistic unit: two classes
         if abs(last - first) <= FLAT_LOSS * abs(first) and accuracy <= chance + min(chance, 0.1):
             return self._say(("learning", None), f"not learning: after {len(losses)} epochs the training loss is "
-                             f"{last:.4g} (epoch 1: {first:.4g}) and the accuracy {accuracy:.1%} (chance: {chance:.0%})",
-                             "lr_check", "scale")
+                             f"{last:.4g} (epoch 1: {first:.4g}) and the accuracy {accuracy:.1%} (chance: {chance:.0%}); "
+                             "check that the labels match the inputs", "lr_check")
         return []
 
 
