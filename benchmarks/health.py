@@ -8,8 +8,9 @@ full training set (validation 0, as the benchmark cases), A and B
 interleaved. An epoch's time is the time between two consecutive epoch lines
 (training, the epoch's test evaluation and, in B, the health probe), so the
 run's start is not in it; medians over every epoch after the first of every
-repetition. The probe alone (Health.epoch) is timed too, in the same process,
-against the median epoch.
+repetition, and the median of each repetition's B/A ratio (A and B ran back
+to back, so a busy machine's drift cancels). The probe alone (Health.epoch)
+is timed too, in the same process, against the median epoch.
 """
 
 from __future__ import annotations
@@ -60,13 +61,15 @@ def main(argv=None):
     ds = contenders.dataset(spec.dataset)
     print(f"{args.case}: {cases.CASES[args.case].about}; {len(ds.y_train)} training images; "
           f"{args.reps} reps A B A B, {args.epochs} epochs each; BLAS threads {args.threads}")
-    times = {False: [], True: []}
-    probe = []
+    times, ratios, probe = {False: [], True: []}, [], []
     for rep in range(args.reps):
+        medians = {}
         for on in (False, True):
             seconds, t = epoch_times(_config(spec, on, args.epochs, args.threads), ds)
             times[on] += seconds
+            medians[on] = statistics.median(seconds)
             print(f"  rep {rep + 1} health {'on ' if on else 'off'}: " + " ".join(f"{s:.3f}" for s in seconds), flush=True)
+        ratios.append(medians[True] / medians[False])  # the pair ran back to back: the machine's drift cancels
         losses = [h["train_loss"] for h in t.state.history]
         with t.setup.bk.limit_threads(args.threads):
             for _ in range(3):  # the probe alone, on the trained run B left
@@ -74,7 +77,8 @@ def main(argv=None):
                 t.health.epoch(losses, t.state.history[-1]["train_accuracy"])
                 probe.append(time.perf_counter() - t0)
     a, b, pr = statistics.median(times[False]), statistics.median(times[True]), statistics.median(probe)
-    print(f"median epoch: health off {a:.3f} s, on {b:.3f} s: B/A = {b / a:.3f} ({100 * (b / a - 1):+.1f}%)")
+    r = statistics.median(ratios)
+    print(f"median epoch: health off {a:.3f} s, on {b:.3f} s; median of the paired ratios B/A = {r:.3f} ({100 * (r - 1):+.1f}%)")
     print(f"the probe alone: median {1000 * pr:.1f} ms = {100 * pr / a:.1f}% of the median epoch (health off)")
 
 
