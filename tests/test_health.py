@@ -219,3 +219,13 @@ def test_the_estimator_reports_exploding_gradients_where_scikit_learns_own_test_
     (w,) = [w for w in caught if w.category is HealthWarning]
     assert str(w.message).startswith("health: exploding gradients: ‖∂C/∂W‖ of layer ")
     assert str(w.message).endswith("try a lower learning_rate_init (now 1)") and w.filename == __file__  # the caller's line
+
+
+def test_the_overhead_benchmark_runs_both_arms(capsys):
+    """benchmarks/health.py on the digits smoke case: A (train.health = false) and B both train."""
+    from benchmarks import health as bench  # the repository root is on pytest's pythonpath
+
+    bench.main(["--case", "smoke", "--reps", "1", "--epochs", "3"])
+    out = capsys.readouterr().out
+    assert "rep 1 health off: " in out and "rep 1 health on : " in out
+    assert "median of the paired ratios B/A = " in out and "the probe alone: median " in out
