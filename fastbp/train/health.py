@@ -144,14 +144,14 @@ class Health:
                 values.append(1.0 - (a > 0).any(axis=0).mean())
             elif hidden in ("sigmoid", "tanh"):
                 names.append(f"saturated_units_{l + 1}")
-                values.append(((_slope(xp, hidden, a) < FLAT_SLOPE).mean(axis=0) >= SATURATED_ROWS).mean())
+                values.append(((_slope(hidden, a) < FLAT_SLOPE).mean(axis=0) >= SATURATED_ROWS).mean())
         out = rows.a[L - 1]
         if net.output_name == "sigmoid" and net.cost_name == "quadratic":
             names.append("output_saturated_wrong")
-            values.append(((_slope(xp, "sigmoid", out) < FLAT_SLOPE) & (xp.abs(out - self.Y) > 0.5)).mean())
+            values.append(((_slope("sigmoid", out) < FLAT_SLOPE) & (xp.abs(out - self.Y) > 0.5)).mean())
         if accuracy is None and self.accuracy:
             names.append("probe_accuracy")
-            values.append(_accuracy(xp, out, self.Y))
+            values.append(_accuracy(out, self.Y))
         if grad_norms is None and self.backprop:
             names += [f"grad_norm_w{l + 1}" for l in range(L)]
             values += [xp.sqrt((g * g).sum()) for g in net.grad_weights]
@@ -231,12 +231,12 @@ class Health:
         return []
 
 
-def _slope(xp, name, a):
+def _slope(name, a):
     """σ'(z) from a = σ(z): a(1 − a) for the sigmoid, 1 − a² for tanh."""
     return a - a * a if name == "sigmoid" else 1.0 - a * a
 
 
-def _accuracy(xp, out, Y):
+def _accuracy(out, Y):
     if out.shape[1] == 1:  # one logistic unit: a binary classifier
         return ((out > 0.5) == (Y > 0.5)).mean()
     return (out.argmax(axis=1) == Y.argmax(axis=1)).mean()
