@@ -10,6 +10,7 @@ README's "A training loop of your own"):
     save_checkpoint, load_checkpoint
     Trainer, train, build, load_config   the whole run from a config
     FastBPClassifier, FastBPRegressor   the scikit-learn estimators
+    HealthWarning                  what the training-health checks warn with
 """
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ _WHERE = {
     "train": ("fastbp.train.trainer", "train"),
     "FastBPClassifier": ("fastbp.estimator", "FastBPClassifier"),
     "FastBPRegressor": ("fastbp.estimator", "FastBPRegressor"),
+    "HealthWarning": ("fastbp.errors", "HealthWarning"),
 }
 __all__ = list(_WHERE)
 

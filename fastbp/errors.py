@@ -49,3 +49,13 @@ class Interrupted(FastBPError):
     """Training was stopped by a signal after saving a checkpoint: exit code 130."""
 
     exit_code = 130
+
+
+class TrainingUnhealthy(FastBPError):
+    """A training-health check fired with train.on_unhealthy = "stop" (fastbp.train.health)."""
+
+
+class HealthWarning(UserWarning):
+    """A training-health check fired: unscaled inputs, dead or saturated units, vanishing or
+    exploding gradients, no learning (fastbp.train.health). Filter it like scikit-learn's
+    ConvergenceWarning: warnings.filterwarnings("ignore", category=fastbp.HealthWarning)."""

@@ -62,7 +62,10 @@ def test_event_files_hold_the_history_and_the_histograms(history, tmp_path):
         for layer, (gw, gb) in enumerate(zip(row["grad_norm_w"], row["grad_norm_b"]), start=1):
             expected[f"grad_norm/W{layer}", row["epoch"]] = gw
             expected[f"grad_norm/b{layer}", row["epoch"]] = gb
-    assert {"loss/val", "accuracy/test", "lr", "grad_norm/W2"} <= {tag for tag, _ in expected}
+        for key, value in row["health"].items():
+            if value is not None:
+                expected[f"health/{key}", row["epoch"]] = value
+    assert {"loss/val", "accuracy/test", "lr", "grad_norm/W2", "health/dead_units_1"} <= {tag for tag, _ in expected}
     assert scalars.keys() == expected.keys()
     for key, value in expected.items():
         assert scalars[key] == pytest.approx(value, rel=1e-6), key  # stored as float32

@@ -39,8 +39,10 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
 from ..backend import BACKENDS, get_backend
+from ..errors import HealthWarning
 from ..nn import activations, optim
 from ..nn.network import Network, layout, views
+from ..train import health as _health
 from ._losses import OUTPUTS
 
 STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -347,6 +349,7 @@ class BaseFastBP(BaseEstimator, ABC):
         Xd, Yd = device_matrix(bk, X, dtype), bk.asarray(Y, dtype)
         swd = None if sample_weight is None else bk.asarray(sample_weight, dtype)
         sample_idx = np.arange(n_samples, dtype=int)
+        health = self._start_health(net, X, Xd, Yd, incremental)
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
@@ -360,6 +363,9 @@ class BaseFastBP(BaseEstimator, ABC):
                 self.loss_curve_.append(self.loss_)
                 if self.verbose:
                     print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+                epochs = len(self.loss_curve_)
+                if epochs <= 10 or epochs % 10 == 0:  # on a tiny set the probe costs as much as an epoch
+                    self._warn_health(health.epoch(self.loss_curve_), stacklevel=5)
                 self._update_no_improvement_count(net, early_stopping, X_val, y_val, sw_val)
                 solver.iteration_ends(self.t_)
                 if self._no_improvement_count > self.n_iter_no_change:
@@ -382,6 +388,29 @@ class BaseFastBP(BaseEstimator, ABC):
             warnings.warn("Training interrupted by user.")
         if early_stopping:
             net.set_params(self._best_params)
+
+    def _start_health(self, net, X, Xd, Yd, incremental):
+        """The training-health checks (fastbp.train.health) of this fit, or of
+        the partial_fit calls so far; the inputs are checked when they start."""
+        health = self.__dict__.get("_health")
+        if incremental and health is not None and health.net is net:
+            return health
+        accuracy = is_classifier(self) and (self.out_activation_ == "softmax" or self.n_outputs_ == 1)
+        health = self._health = _health.Health(net, Xd, Yd, fixes=_health.ESTIMATOR_FIXES, lr=self.learning_rate_init,
+                                               backprop=True, accuracy=accuracy, flat_epochs=10)  # an epoch may be one step
+        if scipy.sparse.issparse(X):
+            max_abs, constant = abs(X).max(), False
+        else:
+            max_abs, constant = np.abs(X).max(), bool((X.max(axis=0) == X.min(axis=0)).all())
+        self._warn_health(health.inputs(max_abs, constant=constant, rows=X.shape[0], limit=_health.ESTIMATOR_INPUT_MAX),
+                          stacklevel=6)
+        return health
+
+    @staticmethod
+    def _warn_health(messages, stacklevel):
+        """Each message as a HealthWarning, attributed to the caller of fit or partial_fit (stacklevel)."""
+        for msg in messages:
+            warnings.warn(msg, HealthWarning, stacklevel=stacklevel)
 
     def _epoch(self, net, solver, Xd, Yd, swd, sample_weight, sample_idx, batch_size):
         """One pass in gen_batches' slices of the (shuffled) rows: forward, loss, BP1-BP4, step.
@@ -502,6 +531,7 @@ class BaseFastBP(BaseEstimator, ABC):
     def __getstate__(self):
         state = dict(super().__getstate__())
         state.pop("_net", None)  # device buffers: made anew from coefs_ where unpickled
+        state.pop("_health", None)  # holds the network and a probe of the data
         if "coefs_" in state:  # views into the dropped buffer: pickle them as arrays of their own
             state["coefs_"] = [np.array(c) for c in state["coefs_"]]
             state["intercepts_"] = [np.array(b) for b in state["intercepts_"]]

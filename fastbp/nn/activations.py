@@ -12,6 +12,9 @@ A record has
   onnx_op                         the ONNX operator (see `onnx`); None: no export
   sklearn                         scikit-learn's name for it (MLP* `activation`)
   roles                           where it may stand: "hidden", "output"
+  health                          how a layer of it fails (train/health.py): "dies"
+                                  (units never active: no gradient) or "saturates"
+                                  (σ'(z) ≈ 0: barely learns); None: neither is checked
 
 `a = σ(z)` is passed to `backward` because most σ' are cheapest written in
 terms of a (sigmoid: a(1−a); tanh: 1−a²; relu: [a>0]).
@@ -33,6 +36,7 @@ class Activation:
     cuda_sigma = None
     cuda_prime = None
     prime_reads_z = False  # does cuda_prime read z (one more pass over memory)?
+    health = None
     slope = 0.0  # the parameter the kernels pass every activation (leaky_relu's α)
 
     def __init__(self, slope=None):
@@ -61,7 +65,7 @@ class Activation:
 class Sigmoid(Activation):
     """σ(z) = 1/(1+e^{−z}),  σ'(z) = σ(z)(1 − σ(z))."""
 
-    name, sklearn, onnx_op = "sigmoid", "logistic", "Sigmoid"
+    name, sklearn, onnx_op, health = "sigmoid", "logistic", "Sigmoid", "saturates"
     cuda_sigma = "(real)1 / ((real)1 + exp(-z))"  # e^{−z} = inf gives 0: no overflow
     cuda_prime = "a * ((real)1 - a)"
 
@@ -84,7 +88,7 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     """σ(z) = tanh z,  σ'(z) = 1 − tanh² z."""
 
-    name, sklearn, onnx_op = "tanh", "tanh", "Tanh"
+    name, sklearn, onnx_op, health = "tanh", "tanh", "Tanh", "saturates"
     cuda_sigma, cuda_prime = "tanh(z)", "(real)1 - a * a"
 
     def forward(self, bk, z, out):
@@ -106,7 +110,7 @@ class Tanh(Activation):
 class ReLU(Activation):
     """σ(z) = max(z, 0),  σ'(z) = 1 if z > 0 else 0."""
 
-    name, sklearn, onnx_op = "relu", "relu", "Relu"
+    name, sklearn, onnx_op, health = "relu", "relu", "Relu", "dies"
     cuda_sigma = "z < (real)0 ? (real)0 : z"  # a NaN z stays NaN, as numpy's maximum keeps it
     cuda_prime = "a > (real)0 ? (real)1 : (real)0"
 
@@ -132,6 +136,7 @@ class LeakyReLU(Activation):
     cuda_sigma = "z > (real)0 ? z : slope * z"
     cuda_prime = "z > (real)0 ? (real)1 : slope"
     prime_reads_z = True
+    health = "dies"  # its units pass α: fewer die, but a layer that never activates learns α-slowly
 
     def __init__(self, slope=0.01):
         if not 0.0 < slope < 1.0:

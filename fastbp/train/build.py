@@ -83,7 +83,10 @@ def to_device(ds: Dataset, backend="auto", *, validation=0, standardize=False, t
     scale = ds.scale
     if standardize:
         pre.mean = (X_tr.mean(axis=0) * ds.scale).astype(np.float32)
-        pre.std = (X_tr.std(axis=0) * ds.scale + 1e-6).astype(np.float32)
+        std = X_tr.std(axis=0) * ds.scale
+        # a feature constant in training (MNIST's border pixels) is divided by 1, as StandardScaler does:
+        # dividing by ~0 blew the few held-out images with ink there up to |x| ~ 1e5
+        pre.std = np.where(std > 0, std + 1e-6, 1.0).astype(np.float32)
         splits = {k: (pre(x, np.dtype(dtype).type), yy) for k, (x, yy) in splits.items()}
         scale = 1.0
     data = {k: Split(bk, x, yy, ds.n_classes, scale, dtype) for k, (x, yy) in splits.items() if len(yy)}

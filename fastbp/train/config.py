@@ -113,6 +113,9 @@ class Train:
     monitor: str = key("val_loss", choices=("val_loss", "val_accuracy"))
     patience: int = key(5, ">= 1", _pos)
     min_delta: float = key(0.0, ">= 0", _nonneg)
+    # training health (fastbp.train.health): the checks each epoch, and what a problem found does
+    health: bool = key(True)
+    on_unhealthy: str = key("warn", choices=("warn", "stop", "ignore"))
 
 
 @dataclass

@@ -24,7 +24,7 @@ def write_history(run_dir, history, fmt):
     """Rewrite the whole history file atomically (it is small)."""
     if fmt == "csv":
         buf = io.StringIO()
-        flat = [{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in row.items()} for row in history]
+        flat = [{k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in row.items()} for row in history]
         keys = list(dict.fromkeys(k for row in flat for k in row))
         writer = csv.DictWriter(buf, fieldnames=keys)
         writer.writeheader()

@@ -42,6 +42,9 @@ class TensorBoardLog:
         for key, name in (("grad_norm_w", "W"), ("grad_norm_b", "b")):
             for layer, norm in enumerate(row.get(key) or (), start=1):
                 w.add_scalar(f"grad_norm/{name}{layer}", norm, step)
+        for key, value in (row.get("health") or {}).items():
+            if value is not None:
+                w.add_scalar(f"health/{key}", value, step)
         if self.histograms_due(step):
             for name, arrays in (("weights/W", weights), ("biases/b", biases)):
                 for layer, a in enumerate(arrays or (), start=1):

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import signal
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, Interrupted, OutOfMemory, TrainingDiverged
-from . import checkpoint, loop, report, tensorboard
+from ..errors import ConfigError, HealthWarning, Interrupted, OutOfMemory, TrainingDiverged, TrainingUnhealthy
+from . import checkpoint, health, loop, report, tensorboard
 from .build import build
 from .progress import Progress
 from .rundir import RunDir
@@ -36,6 +37,7 @@ class Trainer:
         self.setup, self.state, self.run_dir = None, loop.TrainState(), None
         self._stop = None  # the signal that asked to stop
         self._best_params = None
+        self.health, self.health_said = None, []  # a health.Health while the run checks it (train.health)
 
     def run(self):
         """Train; returns the run's summary (a dict, also written as summary.json)."""
@@ -47,6 +49,10 @@ class Trainer:
             # numpy's overflow warnings would only add lines to the TrainingDiverged message
             with bk.limit_threads(self.cfg.train.threads), np.errstate(over="ignore", invalid="ignore"):
                 return self._run()
+        except TrainingUnhealthy as exc:
+            raise TrainingUnhealthy(
+                f'{exc}; stopped (train.on_unhealthy = "stop"); {self.run_dir.kept() if self.run_dir else "nothing was saved"}'
+            ) from None
         except TrainingDiverged as exc:
             raise TrainingDiverged(
                 f"{exc}; try a lower learning rate (optimizer.lr = {self.cfg.optimizer.lr}) or optimizer.clip_norm; "
@@ -100,6 +106,8 @@ class Trainer:
                 graph = loop.GraphStep(s.net, s.batches)
             except ValueError as exc:
                 raise ConfigError(f"config key 'train.cuda_graph' = true: {exc}") from None
+        if c.train.health:
+            self._start_health()
         board = None
         if self.run_dir is not None and c.output.tensorboard:
             board = tensorboard.open_log(self.run_dir.path, c.output.histogram_every, first_epoch=state.epoch + 1)
@@ -117,6 +125,8 @@ class Trainer:
                         f"checkpoint saved; resume with: fastbp train --resume {self.run_dir}"
                     )
                 row = self._epoch_row(time.perf_counter() - t0)
+                if self.health is not None:
+                    self._unhealthy(self.health_said)
                 if board is not None:
                     host = s.bk.to_numpy
                     due = board.histograms_due(row["epoch"])  # copy weights off a GPU only then
@@ -157,10 +167,33 @@ class Trainer:
                 row[f"{split}_loss"], row[f"{split}_accuracy"] = loop.evaluate(s.net, s.data[split], reduce=s.reduce)
         if self.cfg.output.grad_norms:
             row["grad_norm_w"], row["grad_norm_b"] = loop.grad_norms(s.net, s.data["train"])
+        if self.health is not None:
+            losses = [h["train_loss"] for h in state.history] + [row["train_loss"]]
+            self.health_said = self.health.epoch(losses, row["train_accuracy"], row.get("grad_norm_w"), s.dataset.n_classes)
+            row["health"] = self.health.figures
         state.history.append(row)
         if self.run_dir is not None:
             self.run_dir.write_history(state.history, self.cfg.output.history)
         return row
+
+    def _start_health(self):
+        """The run's health checks, and the check of its training inputs (once)."""
+        c, s = self.cfg, self.setup
+        train = s.data["train"]
+        self.health = health.Health(s.net, train.inputs(0, health.PROBE_ROWS, dtype=s.net.dtype), train.Y,
+                                    fixes=health.run_fixes(c), lr=c.optimizer.lr)
+        max_abs, constant = health.input_figures(s.bk, train.X, train.scale)
+        self._unhealthy(self.health.inputs(max_abs, constant=constant, rows=train.n, standardized=c.data.standardize))
+
+    def _unhealthy(self, messages):
+        """Say each new health message as a HealthWarning (the CLI prints 'fastbp: warning: ...'),
+        or stop the run on the first (train.on_unhealthy)."""
+        what = self.cfg.train.on_unhealthy
+        for msg in messages:
+            if what == "stop":
+                raise TrainingUnhealthy(msg)
+            if what == "warn":
+                warnings.warn(msg, HealthWarning, stacklevel=2)
 
     def _track_best(self, row):
         """Is this epoch the best so far by train.monitor? (validation
@@ -210,7 +243,7 @@ class Trainer:
 
     def _finish(self, stopped_early):
         s, state = self.setup, self.state
-        skip = ("epoch", "seconds", "lr", "grad_norm_w", "grad_norm_b")
+        skip = ("epoch", "seconds", "lr", "grad_norm_w", "grad_norm_b", "health")
         final = {k: v for k, v in (state.history[-1] if state.history else {}).items() if k not in skip}
         if "test" in s.data:
             final["test_loss"], final["test_accuracy"] = loop.evaluate(s.net, s.data["test"], reduce=s.reduce)
@@ -229,6 +262,8 @@ class Trainer:
             "train_seconds": sum(h["seconds"] for h in state.history),
             **final,
         }
+        if self.health is not None:  # the last epoch's figures and everything said
+            summary["health"] = {**self.health.inputs_figures, **self.health.figures, "messages": self.health.messages}
         if self.run_dir is not None:
             self.run_dir.write_summary(summary)
             if self.cfg.output.plots and state.history:
