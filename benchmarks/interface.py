@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
@@ -101,6 +102,9 @@ def _torch_gpu():
 
 
 def _jax_gpu():
+    # This probe runs in the suite's parent process: without this, jax would take 75% of
+    # the card there for the whole run, beside the runners' own processes.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
 
