@@ -256,7 +256,7 @@ def header(report):
         f"# fastbp benchmarks, {report['created']}\n\n"
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), GPU: {m['gpu'] or 'none'}\n"
         f"- BLAS (numpy): {pools}\n- versions: {libs}\n"
-        f"- environment: {' '.join(f'{k}={v}' for k, v in m.get('environment', {}).items()) or 'none of ' + ', '.join(ENV)}\n"
+        f"- environment: {' '.join(f'{k}={v}' for k, v in m.get('environment', {}).items()) or 'none set'}\n"
         f"- command: `{' '.join(report['command'])}`; {report['options']['reps']} timed repetitions "
         f"after 1 warm-up, interleaved, medians shown\n"
     )
