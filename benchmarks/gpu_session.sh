@@ -158,7 +158,7 @@ for p in $PARTS; do
         $PY -c "import pytest_timeout" 2>/dev/null && tlimit=(-p timeout --timeout=60)
         # A module that fails to import must not cost the others their run.
         part gpu-tests 150 "$OUT/gpu-tests.txt" $PY -m pytest -v -rfE --tb=short -m gpu tests/ -p no:cacheprovider \
-            -p benchmarks.first_failure "${tlimit[@]}" --durations=10 --continue-on-collection-errors
+            -p benchmarks.first_failure ${tlimit[@]+"${tlimit[@]}"} --durations=10 --continue-on-collection-errors
         save_cache  # the tests compiled most kernels: keep them even if a later part is cut off
         tail -3 "$OUT/gpu-tests.txt"
         ;;
