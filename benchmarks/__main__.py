@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fastbp.errors import FastBPError
 
-from . import cases, contenders, harness, plots
+from . import cases, contenders, harness, plots, targets, timing
+from .report import case_markdown
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,12 +54,13 @@ def main(argv=None):
             ds = contenders.dataset(cases.CASES[name].spec.dataset)
         except FastBPError as exc:
             sys.exit(f"{name}: {exc}")
-        record, md = cases.run_case(name, len(ds.y_train), names, args.reps, args.quick, threads)
+        record = timing.run_case(name, cases.CASES[name], len(ds.y_train), names, args.reps, args.quick, threads)
         report["cases"][name] = record
+        md = case_markdown(name, record)
         markdown.append(md)
         print("\n" + md, flush=True)
-    report["targets"] = cases.check_targets(report)
-    markdown.append(cases.targets_markdown(report["targets"]))
+    report["targets"] = targets.check_targets(report)
+    markdown.append(targets.targets_markdown(report["targets"]))
     print(markdown[-1])
     stem = harness.write(report, "\n".join(markdown), args.out)
     print(f"\nwrote {stem}.json and {stem}.md")

@@ -1,76 +1,30 @@
-"""The contenders, one class each, all with the same interface:
-
-    C(spec)          everything built: data in the form it wants, net, optimiser (untimed)
-    .samples         training samples that one call of epoch() goes through
-    .epoch()         one shuffled pass over them (the caller times it)
-    .accuracy()      test accuracy of the current weights (time-to-98)
-    .gpu_peak_mb()   peak GPU memory, None on the CPU
+"""The contenders, one class each against the interface of interface.py.
 
 All train the same net: `spec.sizes`, `spec.hidden` hidden units, a softmax
 output with the log-likelihood cost (categorical cross-entropy), float32.
+Defining a class with a `name` registers it; this module imports every module
+that defines runners (flops.py's ceilings, jaxnet.py's JAX contenders), so
+CONTENDERS, CEILINGS and GPU below hold them all.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import random
 import warnings
-from dataclasses import dataclass, replace
-from functools import lru_cache
+from dataclasses import replace
 
 import numpy as np
 
-from .flops import CupyGemmCeiling, GemmCeiling
-
-INIT = {"relu": "he", "sigmoid": "normal_scaled"}  # fastbp's initialiser per hidden activation
+from .interface import INIT, REGISTRY, Contender, Spec, dataset, fastbp_init, fastbp_schedule, floats, refuse  # noqa: F401 (Spec, dataset: the suite reads them here)
 
 
-@dataclass(frozen=True)
-class Spec:
-    """What to train and how: shared by every contender of a comparison."""
-
-    dataset: str = "mnist"
-    sizes: tuple = (784, 100, 10)
-    hidden: str = "relu"  # relu or sigmoid
-    batch: int = 128
-    optimizer: str = "momentum"  # sgd, momentum or adam
-    lr: float = 0.05
-    momentum: float = 0.9
-    schedule: str = "constant"  # a fastbp schedule (torch runs the same function per step)
-    epochs: int = 1  # the schedule's length; time-to-98's cap
-    rep_samples: int = 0  # training samples per repetition (the first ones); 0 = all
-    subset: int = 2000  # per-example loop: the samples it is timed on
-    seed: int = 0
-    threads: int = 2  # torch.set_num_threads, = the BLAS threads numpy uses
-
-
-@lru_cache(maxsize=None)
-def dataset(name):
-    from fastbp.data import load_dataset
-
-    return load_dataset(name)
-
-
-def floats(spec):
-    """(X_train, y_train, X_test, y_test) with X as float32 in [0, 1]."""
-    ds, n = dataset(spec.dataset), spec.rep_samples or None
-    scale = np.float32(ds.scale)
-    return ds.X_train[:n] * scale, ds.y_train[:n], ds.X_test * scale, ds.y_test
-
-
-def fastbp_schedule(spec, steps_per_epoch):
-    """lr(step) from fastbp's own schedules, with its default schedule keys."""
-    from fastbp.nn import schedules
-
-    return schedules.make(spec.schedule, spec.lr, spec.epochs * steps_per_epoch, steps_per_epoch)
-
-
-class FastbpNumpy:
+class FastbpNumpy(Contender):
     """fastbp's training loop (`build` from a config, then `loop.train_epoch`),
     timed on one epoch with no evaluation."""
 
-    modules = ("fastbp.train.build",)
+    name = "fastbp-numpy"
+    baseline = True
+    preload = ("fastbp.train.build",)
     backend = "numpy"
 
     def __init__(self, spec):
@@ -78,11 +32,15 @@ class FastbpNumpy:
         from fastbp.train.build import build
         from fastbp.train.loop import TrainState
 
-        optimizer = {"name": spec.optimizer, "lr": spec.lr, "momentum": spec.momentum}
+        optimizer = {"name": spec.optimizer, "lr": spec.lr}
+        if spec.optimizer != "adam":  # momentum is only a key of the momentum optimisers
+            optimizer["momentum"] = spec.momentum
+        if spec.weight_decay:
+            optimizer["weight_decay"] = spec.weight_decay
         cfg = config.merge(config.defaults(), {
-            "data": {"name": spec.dataset, "validation": 0, "train_limit": spec.rep_samples},
+            "data": {"name": spec.dataset, "validation": 0, "train_limit": spec.rep_samples, "shift": spec.shift},
             "model": {"sizes": list(spec.sizes), "hidden": spec.hidden, "output": "softmax",
-                      "cost": "log_likelihood", "init": INIT[spec.hidden]},
+                      "cost": "log_likelihood", "init": INIT[spec.hidden], "dropout": spec.dropout},
             "optimizer": optimizer,
             "schedule": {"name": spec.schedule},
             "train": {"batch_size": spec.batch, "epochs": spec.epochs, "seed": spec.seed, "backend": self.backend},
@@ -104,31 +62,39 @@ class FastbpNumpy:
 
         return loop.evaluate(self.setup.net, self.setup.data["test"])[1]
 
-    def gpu_peak_mb(self):
-        return None
+
+def _cupy_peak_mb():
+    import cupy
+
+    return cupy.get_default_memory_pool().total_bytes() / 2**20
 
 
 class FastbpCupy(FastbpNumpy):
-    modules = ("fastbp.train.build", "cupy")
+    name = "fastbp-cupy"
+    device = "gpu"
+    needs = ("cupy",)
+    preload = ("fastbp.train.build", "cupy")
     backend = "cupy"
 
     def gpu_peak_mb(self):
-        import cupy
-
-        return cupy.get_default_memory_pool().total_bytes() / 2**20
+        return _cupy_peak_mb()
 
 
-class Sklearn:
+class Sklearn(Contender):
     """MLPClassifier, one epoch per partial_fit call; no early stopping, no
     tolerance stop (partial_fit runs exactly one epoch), shuffling on."""
 
-    modules = ("sklearn.neural_network",)
+    name = "sklearn"
+    needs = ("sklearn",)
+    preload = ("sklearn.neural_network",)
+    recipe = "sklearn"
 
     def __init__(self, spec):
         from sklearn.neural_network import MLPClassifier
 
         if spec.schedule != "constant":
             raise ValueError("scikit-learn has no learning-rate schedule of fastbp's kinds")
+        refuse(self.name, spec)
         self.X, self.y, self.X_test, self.y_test = floats(spec)
         self.samples, self.classes = len(self.y), np.arange(dataset(spec.dataset).n_classes)
         if spec.optimizer == "adam":
@@ -150,15 +116,15 @@ class Sklearn:
     def accuracy(self):
         return float(self.model.score(self.X_test, self.y_test))
 
-    def gpu_peak_mb(self):
-        return None
-
 
 class FastbpEstimator(Sklearn):
     """FastBPClassifier with the very parameters of the sklearn row, one epoch
     per partial_fit call (the path fit takes, epoch by epoch): the one-line swap."""
 
-    modules = ("fastbp.estimator",)
+    name = "fastbp-estimator"
+    preload = ("fastbp.estimator",)
+    recipe = None
+    versus = "sklearn"  # FastBPClassifier.fit against MLPClassifier.fit
     backend = "numpy"
 
     def __init__(self, spec):
@@ -169,21 +135,25 @@ class FastbpEstimator(Sklearn):
 
 
 class FastbpEstimatorCupy(FastbpEstimator):
-    modules = ("fastbp.estimator", "cupy")
+    name = "fastbp-estimator-cupy"
+    device = "gpu"
+    needs = ("sklearn", "cupy")
+    preload = ("fastbp.estimator", "cupy")
     backend = "cupy"
 
     def gpu_peak_mb(self):
-        import cupy
-
-        return cupy.get_default_memory_pool().total_bytes() / 2**20
+        return _cupy_peak_mb()
 
 
-class TorchCPU:
-    """An nn.Linear stack; the data already float tensors on the device; a
-    torch.randperm per epoch sliced into index batches (no DataLoader)."""
+class TorchCPU(Contender):
+    """An nn.Linear stack started from fastbp's initial weights; the data already
+    float tensors on the device; a torch.randperm per epoch sliced into index
+    batches (no DataLoader); torch.optim's own SGD/Adam (weight decay on the
+    weights only, as fastbp)."""
 
-    modules = ("torch",)
-    device = "cpu"
+    name = "torch-cpu"
+    needs = ("torch",)
+    where = "cpu"  # torch's device string
 
     def __init__(self, spec):
         import torch
@@ -192,32 +162,42 @@ class TorchCPU:
         torch.set_num_threads(spec.threads)
         torch.manual_seed(spec.seed)
         X, y, X_test, y_test = floats(spec)
-        self.X, self.y, self.X_test, self.y_test = (torch.from_numpy(a).to(self.device) for a in (X, y, X_test, y_test))
+        self.X, self.y, self.X_test, self.y_test = (torch.from_numpy(a).to(self.where) for a in (X, y, X_test, y_test))
         self.samples = len(y)
         layers = []
-        for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
-            layers += [torch.nn.Linear(n_in, n_out), torch.nn.ReLU() if spec.hidden == "relu" else torch.nn.Sigmoid()]
-        self.net = torch.nn.Sequential(*layers[:-1]).to(self.device)
+        for w, b in fastbp_init(spec):
+            linear = torch.nn.Linear(w.shape[1], w.shape[0])
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(w))
+                linear.bias.copy_(torch.from_numpy(b))
+            act = torch.nn.ReLU() if spec.hidden == "relu" else torch.nn.Sigmoid()
+            layers += [linear, act] + ([torch.nn.Dropout(spec.dropout)] if spec.dropout else [])
+        self.net = torch.nn.Sequential(*layers[: -2 if spec.dropout else -1]).to(self.where).train()
+        weights = [m.weight for m in self.net if isinstance(m, torch.nn.Linear)]
+        biases = [m.bias for m in self.net if isinstance(m, torch.nn.Linear)]
+        groups = [{"params": weights, "weight_decay": spec.weight_decay}, {"params": biases, "weight_decay": 0.0}]
         if spec.optimizer == "adam":
-            self.opt = torch.optim.Adam(self.net.parameters(), lr=spec.lr)
+            self.opt = torch.optim.Adam(groups, lr=spec.lr)
         else:
             mu = spec.momentum if spec.optimizer == "momentum" else 0.0
-            self.opt = torch.optim.SGD(self.net.parameters(), lr=spec.lr, momentum=mu)
+            self.opt = torch.optim.SGD(groups, lr=spec.lr, momentum=mu)
         self.loss = torch.nn.CrossEntropyLoss()  # softmax + log-likelihood, batch mean
         per_epoch = -(-self.samples // spec.batch)
         self.lr_at = None if spec.schedule == "constant" else fastbp_schedule(spec, per_epoch)
         self.step = 0
+        self.shift = spec.shift and _TorchShift(torch, dataset(spec.dataset).image_shape, spec.shift, self.where)
 
     def epoch(self):
-        torch, B = self.torch, self.batch
-        perm = torch.randperm(self.samples, device=self.device)
+        B = self.batch
+        perm = self.torch.randperm(self.samples, device=self.where)
         for i in range(0, self.samples, B):
             idx = perm[i : i + B]
             if self.lr_at is not None:
                 for group in self.opt.param_groups:
                     group["lr"] = self.lr_at(self.step)
             self.opt.zero_grad(set_to_none=True)
-            self.loss(self.net(self.X[idx]), self.y[idx]).backward()
+            x = self.X[idx] if not self.shift else self.shift(self.X[idx])
+            self.loss(self.net(x), self.y[idx]).backward()
             self.opt.step()
             self.step += 1
         self.synchronize()
@@ -226,15 +206,34 @@ class TorchCPU:
         pass
 
     def accuracy(self):
+        self.net.eval()
         with self.torch.no_grad():
-            return float((self.net(self.X_test).argmax(1) == self.y_test).float().mean())
+            acc = float((self.net(self.X_test).argmax(1) == self.y_test).float().mean())
+        self.net.train()
+        return acc
 
-    def gpu_peak_mb(self):
-        return None
+
+class _TorchShift:
+    """Each image moved by its own (dy, dx) in [-s, s], zeros filling the border (as fastbp's data.shift)."""
+
+    def __init__(self, torch, image_shape, s, device):
+        if not image_shape:
+            raise ValueError("shift needs 2-D images, and this data set has none")
+        (h, w), self.torch, self.s = image_shape, torch, s
+        self.hw, self.rows, self.cols = (h, w), torch.arange(h, device=device), torch.arange(w, device=device)
+
+    def __call__(self, x):
+        torch, s, (h, w), n = self.torch, self.s, self.hw, x.shape[0]
+        canvas = torch.nn.functional.pad(x.view(n, h, w), (s, s, s, s))
+        dy, dx = (torch.randint(0, 2 * s + 1, (n,), device=x.device) for _ in range(2))
+        r, c = (dy[:, None] + self.rows)[:, :, None], (dx[:, None] + self.cols)[:, None, :]
+        return canvas[torch.arange(n, device=x.device)[:, None, None], r, c].reshape(n, h * w)
 
 
 class TorchCUDA(TorchCPU):
-    device = "cuda"
+    name = "torch-cuda"
+    device = "gpu"
+    where = "cuda"
 
     def synchronize(self):
         self.torch.cuda.synchronize()
@@ -243,32 +242,30 @@ class TorchCUDA(TorchCPU):
         return self.torch.cuda.max_memory_allocated() / 2**20
 
 
-class PerExample:
+class PerExample(Contender):
     """Nielsen's network.py: one sample at a time as column vectors, the
     gradients summed over the mini-batch in Python lists, numpy float32.
     Timed on `spec.subset` samples; the harness scales the time to an epoch."""
 
-    modules = ()
+    name = "per-example"
+    recipe = None  # it cannot reach 98% in a sensible time
 
     def __init__(self, spec):
-        from fastbp.nn import init
-
         if spec.optimizer == "adam":
             raise ValueError("the per-example loop does plain SGD or momentum only")
+        refuse(self.name, spec)
         n = min(spec.subset, spec.rep_samples or spec.subset)
         X, y, _, _ = floats(replace(spec, rep_samples=n))
         n, eye = len(y), np.eye(spec.sizes[-1], dtype=np.float32)
         self.training_data = [(X[i].reshape(-1, 1), eye[y[i]].reshape(-1, 1)) for i in range(n)]
         self.samples, self.batch, self.lr = n, spec.batch, spec.lr
         self.mu = spec.momentum if spec.optimizer == "momentum" else 0.0
-        draw, rng = init.get(INIT[spec.hidden]), np.random.default_rng(spec.seed)
-        drawn = [draw(rng, n_in, n_out) for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:])]
-        self.weights = [w.astype(np.float32) for w, _ in drawn]
-        self.biases = [b.astype(np.float32).reshape(-1, 1) for _, b in drawn]
+        drawn = fastbp_init(spec)
+        self.weights = [w for w, _ in drawn]
+        self.biases = [b.reshape(-1, 1) for _, b in drawn]
         self.vw = [np.zeros_like(w) for w in self.weights]
         self.vb = [np.zeros_like(b) for b in self.biases]
         self.relu = spec.hidden == "relu"
-
     def act(self, z):
         return np.maximum(z, 0) if self.relu else 1.0 / (1.0 + np.exp(-z))
 
@@ -315,66 +312,47 @@ class PerExample:
             nabla_b[-l], nabla_w[-l] = delta, np.dot(delta, activations[-l - 1].transpose())
         return nabla_b, nabla_w
 
-    def accuracy(self):
-        raise NotImplementedError("the per-example loop is timed only")
 
-    def gpu_peak_mb(self):
-        return None
+# The modules below define runners too; imported here, after the classes above, so that
+# the registry keeps this order (fastbp first) and holds every runner.
+from . import flops, jaxnet  # noqa: E402, F401
 
-
-CONTENDERS = {
-    "fastbp-numpy": FastbpNumpy,
-    "fastbp-cupy": FastbpCupy,
-    "sklearn": Sklearn,
-    "fastbp-estimator": FastbpEstimator,
-    "fastbp-estimator-cupy": FastbpEstimatorCupy,
-    "torch-cpu": TorchCPU,
-    "torch-cuda": TorchCUDA,
-    "per-example": PerExample,
-}
-CEILINGS = {"gemm-numpy": GemmCeiling, "gemm-cupy": CupyGemmCeiling}  # reference rows, not contenders
+CONTENDERS = {n: c for n, c in REGISTRY.items() if c.role == "contender"}
+CEILINGS = {n: c for n, c in REGISTRY.items() if c.role == "ceiling"}  # reference rows, not contenders
 RUNNERS = {**CONTENDERS, **CEILINGS}
-GPU = ("fastbp-cupy", "torch-cuda", "gemm-cupy", "fastbp-estimator-cupy")
+GPU = tuple(n for n, c in RUNNERS.items() if c.device == "gpu")
 
 
 def on_gpu(name):
-    return name in GPU
+    return RUNNERS[name].device == "gpu" if name in RUNNERS else False
+
+
+def _on_device_of(name, pick):
+    device = "gpu" if on_gpu(name) else "cpu"
+    return next((n for n, c in RUNNERS.items() if c.device == device and pick(c)), None)
 
 
 def fastbp_for(name):
-    """The fastbp contender a row is compared with: the one on its device."""
-    return "fastbp-cupy" if on_gpu(name) else "fastbp-numpy"
+    """The fastbp contender a row is compared with: the baseline on its device."""
+    return _on_device_of(name, lambda c: c.baseline)
 
 
 def ceiling_for(name):
-    return "gemm-cupy" if on_gpu(name) else "gemm-numpy"
+    """The GEMMs-alone row on its device."""
+    return _on_device_of(name, lambda c: c.role == "ceiling")
 
 
 def unavailable(name):
     """Why a runner cannot run here, or None if it can."""
     if name not in RUNNERS:
         return f"unknown contender (choose from {', '.join(CONTENDERS)})"
-    if "cupy" in name:
-        from fastbp.backend import cupy_status
-
-        usable, reason = cupy_status()
-        return None if usable else reason
-    if "torch" in name:
-        if importlib.util.find_spec("torch") is None:
-            return "torch is not installed (pip install torch)"
-        if name == "torch-cuda":
-            import torch
-
-            return None if torch.cuda.is_available() else "torch sees no CUDA device"
-    return None
+    return RUNNERS[name].unavailable()
 
 
 def prepare(name, spec):
     """Import what the runner needs and load the raw data set: the baseline
     that its memory is measured from."""
-    for module in RUNNERS[name].modules:
-        importlib.import_module(module)
-    dataset(spec.dataset)
+    RUNNERS[name].prepare(spec)
 
 
 def make(name, spec):

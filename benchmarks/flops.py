@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .interface import Contender
+
 
 def flops_per_sample(sizes):
     """Training FLOPs per sample for a fully connected net of these layer sizes."""
@@ -28,10 +30,12 @@ def batch_sizes(n, batch):
     return sizes + [n % batch] if n % batch else sizes
 
 
-class GemmCeiling:
+class GemmCeiling(Contender):
     """The forward, weight-gradient and input-gradient GEMMs of one pass, alone."""
 
-    modules = ()
+    name = "gemm-numpy"
+    role = "ceiling"
+    recipe = None
 
     def __init__(self, spec, xp=np):
         self.xp, self.samples = xp, spec.rep_samples
@@ -67,7 +71,9 @@ class GemmCeiling:
 
 
 class CupyGemmCeiling(GemmCeiling):
-    modules = ("cupy",)
+    name = "gemm-cupy"
+    device = "gpu"
+    needs = ("cupy",)
 
     def __init__(self, spec):
         import cupy

@@ -158,7 +158,16 @@ def machine():
     info["cores_usable"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info["blas"] = blas()
     info["gpu"] = gpu_name()
+    info["environment"] = environment()
     return info
+
+
+ENV = ("FASTBP_FUSED", "FASTBP_BACKEND", "FASTBP_EMULATE_GPU", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+       "OMP_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS")  # the variables that change what a row runs
+
+
+def environment():
+    return {k: os.environ[k] for k in ENV if k in os.environ}
 
 
 def blas():
@@ -190,7 +199,7 @@ def gpu_name():
 
 def versions():
     out = {}
-    for dist in ("fastbp", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "matplotlib"):
+    for dist in ("fastbp", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "jax", "jaxlib", "matplotlib"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -247,6 +256,7 @@ def header(report):
         f"# fastbp benchmarks, {report['created']}\n\n"
         f"- machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), GPU: {m['gpu'] or 'none'}\n"
         f"- BLAS (numpy): {pools}\n- versions: {libs}\n"
+        f"- environment: {' '.join(f'{k}={v}' for k, v in m.get('environment', {}).items()) or 'none set'}\n"
         f"- command: `{' '.join(report['command'])}`; {report['options']['reps']} timed repetitions "
         f"after 1 warm-up, interleaved, medians shown\n"
     )

@@ -22,11 +22,12 @@ def plot_case(name, record, path):
         rows = [r for r in points[0]["results"].values() if "median_s" in r]
         left.bar([r["name"] for r in rows], [r["median_s"] for r in rows],
                  color=["tab:blue" if r["reached"] else "tab:gray" for r in rows])
-        left.set_ylabel("training seconds to 98% (grey: not reached)")
+        target = record.get("target") or 0.98
+        left.set_ylabel(f"training seconds to {100 * target:g}% (grey: not reached)")
         for r in rows:
             curve = r["reps"][-1]["curve"]
             right.plot([c[0] for c in curve], [c[1] for c in curve], marker="o", label=r["name"])
-        right.axhline(0.98, color="k", lw=0.5)
+        right.axhline(target, color="k", lw=0.5)
         right.set(xlabel="training seconds", ylabel="test accuracy")
         right.legend()
     elif len(points) == 1:

@@ -416,8 +416,9 @@ def cupy_status():
     """(usable, reason): can cupy run on a CUDA device here? Never raises."""
     try:
         import cupy
-    except Exception as exc:  # not installed, or broken install
-        return False, f"cupy is not importable ({type(exc).__name__})"
+    except Exception as exc:  # not installed, or broken install: its message says which
+        message = (str(exc).splitlines() or [""])[0][:200]
+        return False, f"cupy is not importable ({type(exc).__name__}{': ' + message if message else ''})"
     try:
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return False, "cupy found no CUDA device"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,3 +77,60 @@ def test_breakdown_accounts_for_the_whole_step():
     assert r["steps_per_epoch"] > 1 and all(us[p] > 0 for p in PHASES) and us["gemms_alone"] > 0
     assert us["total"] == pytest.approx(sum(us[p] for p in PHASES) + us["loop"])
     assert us["not_gemm"] == pytest.approx(us["total"] - us["gemms_alone"])
+
+
+def test_a_contender_is_one_class_against_the_interface():
+    from benchmarks import contenders as C
+    from benchmarks.interface import REGISTRY, Contender
+
+    class Mine(Contender):  # registered by being defined
+        name, device, needs = "test-mine", "gpu", ("cupy", "no_such_module_here")
+
+        def __init__(self, spec):
+            self.samples = 1
+
+        def epoch(self):
+            pass
+
+    try:
+        assert REGISTRY["test-mine"] is Mine and Mine.unavailable() == "no_such_module_here is not installed (pip install no_such_module_here)"
+        with pytest.raises(TypeError, match="a GPU runner: its needs must name one of cupy, torch, jax"):
+            type("Bad", (Contender,), {"name": "test-bad", "device": "gpu", "needs": ()})
+        with pytest.raises(TypeError, match="device = 'tpu': choose cpu or gpu"):
+            type("Bad", (Contender,), {"name": "test-bad", "device": "tpu"})
+        with pytest.raises(NotImplementedError, match="test-mine is timed only"):
+            Mine(None).accuracy()
+    finally:
+        REGISTRY.pop("test-mine", None)
+    assert set(C.GPU) == {n for n, c in C.RUNNERS.items() if c.device == "gpu"} >= {"fastbp-cupy", "torch-cuda", "jax-gpu", "gemm-cupy"}
+    assert C.fastbp_for("jax-gpu") == "fastbp-cupy" and C.fastbp_for("jax-cpu") == "fastbp-numpy"
+    assert C.ceiling_for("torch-cuda") == "gemm-cupy" and C.ceiling_for("sklearn") == "gemm-numpy"
+    assert C.unavailable("nope").startswith("unknown contender (choose from fastbp-numpy,")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_peers_train_the_same_function(optimizer):
+    """One batch holding the whole (small) training set: a step does not depend on the
+    shuffle, so fastbp, torch and JAX, from fastbp's initial weights, must agree after
+    each epoch (constant lr: torch's momentum form equals fastbp's)."""
+    from benchmarks import contenders as C
+
+    spec = C.Spec(dataset="digits", sizes=(64, 16, 10), batch=256, rep_samples=256, optimizer=optimizer,
+                  lr=0.01 if optimizer == "adam" else 0.5, weight_decay=1e-3, threads=1)
+    names = ["fastbp-numpy"] + [n for n in ("torch-cpu", "jax-cpu", "jax-cpu-step") if not C.unavailable(n)]
+    runners = {n: C.make(n, spec) for n in names}
+    for _ in range(3):
+        for r in runners.values():
+            r.epoch()
+    net = runners["fastbp-numpy"].setup.net
+    want = [a for W, b in zip(net.weights, net.biases) for a in (W, b)]
+    for name, r in runners.items():
+        if name.startswith("jax"):
+            got = [np.asarray(a) for W, b in r.state[0] for a in (W.T, b)]
+        elif name == "torch-cpu":
+            got = [p.detach().numpy() for p in r.net.parameters()]
+        else:
+            continue
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=2e-4, atol=2e-5, err_msg=name)
+    assert len(names) > 1 or pytest.skip("neither torch nor jax is installed")
