@@ -249,16 +249,6 @@ def cmd_sweep(args):
     return 1 if failed and len(failed) == len(runs) else 0
 
 
-def _workers(text):
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"--workers must be a whole number >= 1, got {text!r}")
-    return n
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit code 2), like every other error."""
 
@@ -348,7 +338,7 @@ def build_parser():
     sw.add_argument("--seeds", type=_positive_int, default=1, metavar="N", help="runs per combination, train.seed + 0..N-1")
     sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key in every run")
     where = sw.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_workers, metavar="N", help="a local cluster of N workers (default: one per core)")
+    where.add_argument("--workers", type=_positive_int, metavar="N", help="a local cluster of N workers (default: one per core)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
     sw.add_argument("--retries", type=int, default=1, help="times a run whose worker died is tried again (default 1)")
     sw.add_argument("--out", type=Path, help="the sweep directory (default: sweeps/CONFIG); run again to finish a sweep")
