@@ -79,6 +79,15 @@ class Backend:
         """max(z, 0) into `out` (a NaN z stays NaN)."""
         return self.xp.maximum(z, 0, out=out)
 
+    # How many rows loop.Batches gathers with one call: several batches at
+    # once where per-call overhead counts; 0 gathers each batch alone (the
+    # buffers a CUDA graph replays must stay the same arrays).
+    gather_rows = 0
+
+    def scale(self, raw, scale, out):
+        """out = raw × scale, raw as stored (uint8 images), out in the network's dtype."""
+        return self.xp.multiply(raw, scale, out=out)
+
     def device_name(self):
         raise NotImplementedError
 
@@ -121,6 +130,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     memory = "host memory"
     cheap_sync = True
+    gather_rows = 256  # about 1 MB of float32 MNIST rows: the chunk stays in the L2 cache
 
     def __init__(self):
         import scipy.special
@@ -170,6 +180,14 @@ class NumpyBackend(Backend):
         xp.tanh(out, out=out)
         xp.multiply(out, 0.5, out=out)
         return xp.add(out, 0.5, out=out)
+
+    def scale(self, raw, scale, out):
+        if raw.dtype.kind in "ui" and np.can_cast(raw.dtype, out.dtype):
+            # The exact cast and then a same-type multiply: the values of the
+            # mixed-type multiply (it casts first too), without its slow loop.
+            np.copyto(out, raw)
+            return np.multiply(out, scale, out=out)
+        return np.multiply(raw, scale, out=out)
 
     def relu(self, z, out):
         # numpy's maximum against a 0-d zero takes a scalar loop; against an
