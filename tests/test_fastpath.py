@@ -124,3 +124,41 @@ def test_divergence_inside_a_chunk_names_the_first_bad_batch():
     net.batch_cost = lambda y: cost(y) * (np.inf if next(calls) == 12 else 1)  # batch 13 of the epoch
     with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"non-finite loss at epoch 1, batch 13$"):
         train_epoch(net, opt, lambda t: 0.1, batches, TrainState())
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam", "adam_sklearn"])
+def test_optimizer_steps_over_two_halves_on_two_threads_are_the_steps_over_the_whole_buffer(name, monkeypatch):
+    from fastbp.nn import optim
+    from fastbp.nn.network import Network
+
+    bk = get_backend("numpy")
+    nets = [Network([33, 17, 5], "relu", "softmax", "log_likelihood", seed=2) for _ in range(2)]
+    opts = [optim.make(name, net, weight_decay=0.01) for net in nets]
+    rng = np.random.default_rng(3)
+    for step in range(3):
+        g = rng.standard_normal(nets[0].n_params).astype(np.float32)
+        for split_min, net, opt in zip((1 << 40, 16), nets, opts):  # never split, always split
+            monkeypatch.setattr(bk, "split_min", split_min)
+            net.grads[...] = g
+            opt.step(0.05)
+        assert nets[0].params.tobytes() == nets[1].params.tobytes(), step
+        for key, value in opts[0].state().items():
+            assert np.array_equal(value, opts[1].state()[key]), key
+    assert bk._pool is not None  # the second net's steps did run in halves
+
+
+def test_halves_run_the_second_half_on_a_worker_thread(monkeypatch):
+    import threading
+
+    bk = get_backend("numpy")
+    monkeypatch.setattr(bk, "split_min", 8)
+    seen = []
+
+    def fn(a, b, k):
+        seen.append((threading.current_thread().name, a[0], len(b), k))
+        a += k
+
+    x = np.zeros(101, np.float32)
+    bk.halves(fn, [x, x.copy()], 1)
+    assert np.all(x == 1) and sorted(s[2] for s in seen) == [37, 64]  # cut at a 64-byte boundary and all(s[3] == 1 for s in seen)
+    assert {s[0].startswith("fastbp-halves") for s in seen} == {True, False}
