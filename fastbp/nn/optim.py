@@ -4,9 +4,10 @@ Each `step(lr)` is a few whole-buffer, in-place ufuncs (`out=`): never a loop
 over layers, never a temporary. `grads` is used as scratch (it is overwritten
 by the next backward). Every update is elementwise, so the backend may run it
 over two halves of the buffers on two threads (Backend.halves): the same
-arithmetic on every element, the same result. Only numpy's own ufuncs and BLAS are called: mixing in
-a second BLAS library (scipy's axpy) leaves two OpenBLAS thread pools spinning
-against each other, which made an epoch many times slower.
+arithmetic on every element, the same result. Only numpy's own ufuncs and
+BLAS are called: mixing in a second BLAS library (scipy's axpy) leaves two
+OpenBLAS thread pools spinning against each other, which made an epoch many
+times slower.
 L2 weight decay λ' adds λ'·w to the weight gradients only (biases are
 `params[n_weights:]` and are not decayed): with Nielsen's λ and training-set
 size n, λ' = λ/n, which gives his update w → (1 − ηλ/n) w − η ∂C/∂w.

@@ -126,7 +126,8 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
     every = batches.per_chunk if check_each else 64
     loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
-    costs, hits, tallied = [], xp.empty(batches.split.n, bool), state.batch  # batches tallied..b are in costs, hits
+    # batches tallied..b are in costs and hits; a graph's batches count in its own sums (their hits stay 0)
+    costs, hits, tallied = [], xp.zeros(batches.split.n, bool), state.batch
     progress = progress or _NoProgress()
     progress.start_epoch(epoch, state.batch)
     step = opt.step
