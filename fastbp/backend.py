@@ -88,11 +88,6 @@ class Backend:
         """out = raw × scale, raw as stored (uint8 images), out in the network's dtype."""
         return self.xp.multiply(raw, scale, out=out)
 
-    def halves(self, fn, arrays, *args):
-        """fn(*arrays, *args) for an elementwise fn of same-length 1-D arrays;
-        a backend may run it over their two halves at once, one per thread."""
-        return fn(*arrays, *args)
-
     def device_name(self):
         raise NotImplementedError
 
@@ -144,7 +139,6 @@ class NumpyBackend(Backend):
         self.matmul = np.matmul  # the ufunc itself: no method call per GEMM
         self._expit = scipy.special.expit
         self._zeros = {}  # (shape, dtype): an array of zeros, for relu
-        self._pool = None  # (pid, executor): halves' worker thread, started on first use
 
     def to_numpy(self, a):
         return np.asarray(a)
@@ -186,23 +180,6 @@ class NumpyBackend(Backend):
         xp.tanh(out, out=out)
         xp.multiply(out, 0.5, out=out)
         return xp.add(out, 0.5, out=out)
-
-    # From this many elements up, `halves` runs the second half on a worker
-    # thread (numpy's loops release the GIL) while this one runs the first.
-    split_min = 1 << 20
-
-    def halves(self, fn, arrays, *args):
-        n = arrays[0].shape[0]
-        if n < self.split_min:
-            return fn(*arrays, *args)
-        if self._pool is None or self._pool[0] != os.getpid():  # a forked child has no worker thread
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="fastbp-halves")
-        h = (n // 2 + 15) & ~15  # 64-byte aligned in float32
-        second = self._pool[1].submit(fn, *(a[h:] for a in arrays), *args)
-        fn(*(a[:h] for a in arrays), *args)
-        return second.result()
 
     def scale(self, raw, scale, out):
         if raw.dtype.kind in "ui" and np.can_cast(raw.dtype, out.dtype):

@@ -2,12 +2,9 @@
 
 Each `step(lr)` is a few whole-buffer, in-place ufuncs (`out=`): never a loop
 over layers, never a temporary. `grads` is used as scratch (it is overwritten
-by the next backward). Every update is elementwise, so the backend may run it
-over two halves of the buffers on two threads (Backend.halves): the same
-arithmetic on every element, the same result. Only numpy's own ufuncs and
-BLAS are called: mixing in a second BLAS library (scipy's axpy) leaves two
-OpenBLAS thread pools spinning against each other, which made an epoch many
-times slower.
+by the next backward). Only numpy's own ufuncs and BLAS are called: mixing in
+a second BLAS library (scipy's axpy) leaves two OpenBLAS thread pools spinning
+against each other, which made an epoch many times slower.
 L2 weight decay λ' adds λ'·w to the weight gradients only (biases are
 `params[n_weights:]` and are not decayed): with Nielsen's λ and training-set
 size n, λ' = λ/n, which gives his update w → (1 − ηλ/n) w − η ∂C/∂w.
@@ -42,7 +39,6 @@ class Optimizer:
         self.t = 0  # steps taken
         self._work = None
         self._fused = fused.update(self.bk, self.name)  # None on numpy
-        self._split = None  # ([params, grads, *state], [weights, their grads, work] or None): what halves splits
 
     @property
     def work(self):
@@ -51,31 +47,22 @@ class Optimizer:
             self._work = self.xp.empty_like(self.net.params)
         return self._work
 
-    def _decay(self, w, g, work):
+    def _decay(self):
         """g_w += λ' w, on the weight part of the buffer."""
-        xp = self.xp
-        xp.multiply(w, self.weight_decay, out=work)
-        xp.add(g, work, out=g)
-
-    def _state(self):
-        """The arrays the size of params that `_update` reads and writes after p and g."""
-        return ()
+        if self.weight_decay:
+            n, xp = self.net.n_weights, self.xp
+            g, w = self.net.grads[:n], self.work[:n]
+            xp.multiply(self.net.params[:n], self.weight_decay, out=w)
+            xp.add(g, w, out=g)
 
     def step(self, lr):
         self.t += 1
-        net = self.net
         if self._fused:  # _decay and _update below, as one kernel
-            return self._fused(net.params, net.grads, net.n_weights, self.weight_decay, *self._fused_args(lr))
-        if self._split is None:
-            self._split = [net.params, net.grads, *self._state()], None
-        if self.weight_decay:
-            if self._split[1] is None:
-                n = net.n_weights
-                self._split = self._split[0], [net.params[:n], net.grads[:n], self.work[:n]]
-            self.bk.halves(self._decay, self._split[1])
-        self.bk.halves(self._update, self._split[0], lr)
+            return self._fused(self.net.params, self.net.grads, self.net.n_weights, self.weight_decay, *self._fused_args(lr))
+        self._decay()
+        self._update(lr, self.net.params, self.net.grads)
 
-    def _update(self, p, g, lr):
+    def _update(self, lr, p, g):
         """Plain SGD: p ← p − η g."""
         self.xp.multiply(g, lr, out=g)
         self.xp.subtract(p, g, out=p)
@@ -102,11 +89,8 @@ class Momentum(Optimizer):
         super().__init__(net, **params)
         self.v = self.xp.zeros_like(net.params)
 
-    def _state(self):
-        return (self.v,)
-
-    def _update(self, p, g, v, lr):
-        xp = self.xp
+    def _update(self, lr, p, g):
+        xp, v = self.xp, self.v
         xp.multiply(v, self.momentum, out=v)
         xp.multiply(g, lr, out=g)
         xp.subtract(v, g, out=v)  # v ← μv − ηg
@@ -129,11 +113,8 @@ class Nesterov(Momentum):
 
     name = "nesterov"
 
-    def _state(self):
-        return self.v, self.work
-
-    def _update(self, p, g, v, w, lr):
-        xp, mu = self.xp, self.momentum
+    def _update(self, lr, p, g):
+        xp, v, mu, w = self.xp, self.v, self.momentum, self.work
         xp.multiply(v, mu, out=v)
         xp.multiply(g, lr, out=g)
         xp.subtract(v, g, out=v)  # v ← μv − ηg
@@ -155,12 +136,10 @@ class Adam(Optimizer):
         self.m = self.xp.zeros_like(net.params)
         self.v = self.xp.zeros_like(net.params)
 
-    def _state(self):
-        return self.m, self.v, self.work
-
-    def _moments(self, g, m, v, w):
+    def _moments(self, g):
         """m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²."""
-        xp, b1, b2 = self.xp, self.beta1, self.beta2
+        xp, m, v, w = self.xp, self.m, self.v, self.work
+        b1, b2 = self.beta1, self.beta2
         xp.multiply(m, b1, out=m)
         xp.multiply(g, 1.0 - b1, out=w)
         xp.add(m, w, out=m)
@@ -169,9 +148,10 @@ class Adam(Optimizer):
         xp.multiply(v, b2, out=v)
         xp.add(v, w, out=v)
 
-    def _update(self, p, g, m, v, w, lr):
-        xp, b1, b2, t = self.xp, self.beta1, self.beta2, self.t
-        self._moments(g, m, v, w)
+    def _update(self, lr, p, g):
+        xp, m, v, w = self.xp, self.m, self.v, self.work
+        b1, b2, t = self.beta1, self.beta2, self.t
+        self._moments(g)
         xp.sqrt(v, out=w)
         xp.multiply(w, 1.0 / math.sqrt(1.0 - b2**t), out=w)  # √v̂
         xp.add(w, self.eps, out=w)
@@ -202,9 +182,10 @@ class AdamSklearn(Adam):
 
     name = "adam_sklearn"
 
-    def _update(self, p, g, m, v, w, lr):
-        xp, b1, b2, t = self.xp, self.beta1, self.beta2, self.t
-        self._moments(g, m, v, w)
+    def _update(self, lr, p, g):
+        xp, m, v, w = self.xp, self.m, self.v, self.work
+        b1, b2, t = self.beta1, self.beta2, self.t
+        self._moments(g)
         xp.sqrt(v, out=w)
         xp.add(w, self.eps, out=w)
         xp.divide(m, w, out=w)
