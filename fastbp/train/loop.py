@@ -103,6 +103,9 @@ class Batches:
                     yield first + t, x[t * B :], y[t * B :], lab[t * B :]
 
 
+TALLY = 32  # batches between two folds of the running sums (and divergence checks)
+
+
 class _NoProgress:
     def start_epoch(self, epoch, batch=0):
         pass
@@ -121,10 +124,9 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     bk, xp, epoch, B = net.bk, net.xp, state.epoch, batches.batch_size
     net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=B)
     # Each batch's cost and hits go into buffers, folded into the running sums
-    # every `every` batches (a gather chunk on the CPU, where the loss is then
-    # checked too), at progress updates and at the end: two calls fewer per step.
+    # every TALLY batches (where the CPU checks the loss too), at progress
+    # updates, at a stop and at the end: two calls fewer per step.
     check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
-    every = batches.per_chunk if check_each else 64
     loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
     # batches tallied..b are in costs and hits; a graph's batches count in its own sums (their hits stay 0)
     costs, hits, tallied = [], xp.zeros(batches.split.n, bool), state.batch
@@ -163,7 +165,7 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
             clip_gradient(net, clip_norm)
         step(lr_at(state.step))
         state.step += 1
-        if len(costs) >= every:
+        if len(costs) >= TALLY:
             tally(b + 1)
         if progress.due():
             tally(b + 1)
