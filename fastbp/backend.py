@@ -76,6 +76,19 @@ class Backend:
         """σ(z) = 1 / (1 + e^{-z}) into `out`, without overflow for large |z|."""
         raise NotImplementedError
 
+    def relu(self, z, out):
+        """max(z, 0) into `out` (a NaN z stays NaN)."""
+        return self.xp.maximum(z, 0, out=out)
+
+    # How many rows loop.Batches gathers with one call: several batches at
+    # once where per-call overhead counts; 0 gathers each batch alone (the
+    # buffers a CUDA graph replays must stay the same arrays).
+    gather_rows = 0
+
+    def scale(self, raw, scale, out):
+        """out = raw × scale, raw as stored (uint8 images), out in the network's dtype."""
+        return self.xp.multiply(raw, scale, out=out)
+
     def device_name(self):
         raise NotImplementedError
 
@@ -138,12 +151,14 @@ class NumpyBackend(Backend):
     matmul = staticmethod(np.matmul)  # the ufunc itself: no method call per GEMM
     memory = "host memory"
     cheap_sync = True
+    gather_rows = 256  # about 1 MB of float32 MNIST rows: the chunk stays in the L2 cache
 
     def __init__(self):
         import scipy.special
 
         self.xp = np
         self._expit = scipy.special.expit
+        self._zeros = {}  # (shape, dtype): an array of zeros, for relu
 
     def to_numpy(self, a):
         return np.asarray(a)
@@ -185,6 +200,25 @@ class NumpyBackend(Backend):
         xp.tanh(out, out=out)
         xp.multiply(out, 0.5, out=out)
         return xp.add(out, 0.5, out=out)
+
+    def scale(self, raw, scale, out):
+        if raw.dtype.kind in "ui" and np.can_cast(raw.dtype, out.dtype):
+            # The exact cast and then a same-type multiply: the values of the
+            # mixed-type multiply (it casts first too), without its slow loop.
+            np.copyto(out, raw)
+            return np.multiply(out, scale, out=out)
+        return np.multiply(raw, scale, out=out)
+
+    def relu(self, z, out):
+        # numpy's maximum against a 0-d zero takes a scalar loop; against an
+        # array of zeros, its SIMD one: the same values, several times faster.
+        key = (z.shape, z.dtype)
+        zeros = self._zeros.get(key)
+        if zeros is None:
+            if len(self._zeros) > 16:  # a caller cycling through many shapes: don't hoard
+                self._zeros.clear()
+            zeros = self._zeros[key] = np.zeros(z.shape, z.dtype)
+        return np.maximum(z, zeros, out=out)
 
     def device_name(self):
         from . import machine

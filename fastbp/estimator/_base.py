@@ -418,6 +418,9 @@ class BaseFastBP(BaseEstimator, ABC):
         n_samples = Xd.shape[0]
         order = net.bk.asarray(sample_idx) if self.shuffle else None  # one transfer per epoch
         accumulated = 0.0  # on the device: one synchronisation per epoch
+        # Dense shuffled rows are gathered for several batches at once (as
+        # loop.Batches does), each batch a view: the same rows, fewer calls.
+        chunk = batch_size * max(1, net.bk.gather_rows // batch_size) if self.shuffle and not hasattr(Xd, "tocsr") else 0
         for start in range(0, n_samples, batch_size):
             batch = slice(start, min(start + batch_size, n_samples))
             rows = order[batch] if self.shuffle else batch
@@ -427,7 +430,14 @@ class BaseFastBP(BaseEstimator, ABC):
             else:
                 swb = swd[rows]
                 sw_sum = float(sample_weight[sample_idx[batch] if self.shuffle else batch].sum())
-            Xb, Yb = Xd[rows], Yd[rows]
+            if chunk:
+                at = start % chunk
+                if at == 0:
+                    gathered = order[start : start + chunk]
+                    Xc, Yc = Xd[gathered], Yd[gathered]
+                Xb, Yb = Xc[at : at + n_rows], Yc[at : at + n_rows]
+            else:
+                Xb, Yb = Xd[rows], Yd[rows]
             net.forward(Xb, train=True)
             accumulated = accumulated + self._loss(net, Yb, swb, sw_sum) * n_rows
             net.backward(Xb, Yb, swb)

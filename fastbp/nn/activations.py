@@ -115,7 +115,7 @@ class ReLU(Activation):
     cuda_prime = "a > (real)0 ? (real)1 : (real)0"
 
     def forward(self, bk, z, out):
-        return bk.xp.maximum(z, 0, out=out)
+        return bk.relu(z, out)
 
     def backward(self, bk, delta, z, a, work):
         # A float × bool multiply is numpy's fastest masking (putmask and

@@ -43,33 +43,40 @@ class Batches:
 
     Batches are gathered row by row from the stored (uint8) data through the
     epoch's permutation into buffers made once: cheaper than a shuffled copy
-    of the whole set every epoch, and no second copy in memory. The arrays
-    yielded are those buffers: use them before asking for the next batch.
-    shift > 0 moves each image by up to that many pixels (augment.RandomShift).
+    of the whole set every epoch, and no second copy in memory. Where the
+    backend asks for it (`gather_rows`), several consecutive batches are
+    gathered and scaled at once, one call each for a whole chunk, and each
+    batch is a view into the chunk: at small batches the per-call cost is
+    most of a gather. The arrays yielded are those buffers: use them before
+    asking for the next batch. shift > 0 moves each image by up to that many
+    pixels (augment.RandomShift).
     """
 
     def __init__(self, split, batch_size, *, seed=0, shuffle=True, drop_last=False, shift=0, image_shape=None,
                  share=(0, 1)):
-        xp, B = split.bk.xp, batch_size
+        bk, B = split.bk, batch_size
+        xp = bk.xp
         self.split, self.batch_size, self.seed, self.shuffle = split, B, seed, shuffle
         n, width = split.n, split.X.shape[1]
         self.n_batches = n // B if drop_last else -(-n // B)
         # share = (r, R): this process yields only its part of each batch (rank r of R, data
         # parallelism): rows lo:hi of the batch of N rows, as parts[b] = (lo, hi, N) records.
         rank, ranks = share
-        self.rows = -(-B // ranks)  # the most rows a batch has here
-        raw = xp.empty((self.rows, width), split.X.dtype)
-        scaled = xp.empty((self.rows, width), split.scale.dtype)  # the network's dtype
-        Y, labels = xp.empty((self.rows, split.Y.shape[1]), split.Y.dtype), xp.empty(self.rows, split.labels.dtype)
-        spans = [(b * B, min((b + 1) * B, n)) for b in range(self.n_batches)]
-        self.parts = [(*part(j - i, rank, ranks), j - i) for i, j in spans]
-        self._cut = [(i + lo, i + hi, raw[: hi - lo], scaled[: hi - lo], Y[: hi - lo], labels[: hi - lo])
-                     for (i, j), (lo, hi, _) in zip(spans, self.parts)]
+        self.rows = R = -(-B // ranks)  # the most rows a batch has here
+        self.parts = [(*part(min((b + 1) * B, n) - b * B, rank, ranks), min((b + 1) * B, n) - b * B)
+                      for b in range(self.n_batches)]
+        # Batches per gather: a share of a batch is not contiguous with the next one's.
+        self.per_chunk = k = max(1, min(bk.gather_rows // B, self.n_batches)) if ranks == 1 else 1
+        raw = xp.empty((k * R, width), split.X.dtype)
+        scaled = xp.empty((k * R, width), split.scale.dtype)  # the network's dtype
+        Y, labels = xp.empty((k * R, split.Y.shape[1]), split.Y.dtype), xp.empty(k * R, split.labels.dtype)
+        self._chunk = raw, scaled, Y, labels
+        self._full = [(scaled[t * R : (t + 1) * R], Y[t * R : (t + 1) * R], labels[t * R : (t + 1) * R]) for t in range(k)]
         self.shift = None
         if shift:
             if image_shape is None or len(image_shape) != 2 or image_shape[0] * image_shape[1] != width:
                 raise ValueError(f"shift = {shift} needs 2-D images, and this data has no image shape")
-            self.shift = RandomShift(split.bk, image_shape, shift, B, split.X.dtype)
+            self.shift = RandomShift(split.bk, image_shape, shift, k * R, split.X.dtype)
 
     def __len__(self):
         return self.n_batches
@@ -80,16 +87,31 @@ class Batches:
         perm = bk.permutation(bk.rng([self.seed, epoch]), d.n) if self.shuffle else xp.arange(d.n)
         if self.shift is not None:
             self.shift.new_epoch(self.seed, epoch, d.n)
-        for b in range(start, self.n_batches):
-            i, j, raw, x, y, labels = self._cut[b]
+        B, R, k, full = self.batch_size, self.rows, self.per_chunk, self._full
+        raw, scaled, Y, labels = self._chunk
+        for first in range(start, self.n_batches, k):
+            last = min(first + k, self.n_batches)
+            i, j = first * B + self.parts[first][0], (last - 1) * B + self.parts[last - 1][1]  # this rank's rows
+            m = j - i
             rows = perm[i:j]
-            xp.take(d.X, rows, axis=0, out=raw)
+            if m == k * R:  # a whole chunk: the buffers themselves
+                r, x, y, lab = raw, scaled, Y, labels
+            else:
+                r, x, y, lab = raw[:m], scaled[:m], Y[:m], labels[:m]
+            xp.take(d.X, rows, axis=0, out=r)
             xp.take(d.Y, rows, axis=0, out=y)
-            xp.take(d.labels, rows, axis=0, out=labels)
+            xp.take(d.labels, rows, axis=0, out=lab)
             if self.shift is not None:
-                self.shift(raw, i)
-            xp.multiply(raw, d.scale, out=x)
-            yield b, x, y, labels
+                self.shift(r, i)
+            bk.scale(r, d.scale, out=x)
+            for t in range(last - first):
+                if (t + 1) * R <= m:
+                    yield (first + t, *full[t])
+                else:  # the epoch's short last batch
+                    yield first + t, x[t * R :], y[t * R :], lab[t * R :]
+
+
+TALLY = 32  # batches between two folds of the running sums (and divergence checks)
 
 
 def part(n, rank, ranks):
@@ -148,18 +170,36 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     between backward and the optimiser step, the running sums at the end (and
     at a stop); each rank draws the whole batch's dropout masks and keeps its
     rows, so that the run does not depend on the number of ranks."""
-    bk, epoch = net.bk, state.epoch
-    net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=batches.batch_size)
+    bk, xp, epoch, B = net.bk, net.xp, state.epoch, batches.batch_size
+    net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=B)
+    # Each batch's cost and hits go into buffers, folded into the running sums
+    # every TALLY batches (where the CPU checks the loss too), at progress
+    # updates, at a stop and at the end: two calls fewer per step.
     check_each = bk.cheap_sync  # else the loss is checked at progress updates and at the end
     loss_sum, correct, seen = state.loss_sum, state.correct, state.seen
     shared = reduce.size > 1
     if shared and reduce.rank != 0:  # the state's sums are over all ranks: rank 0 carries them
         loss_sum, correct, seen = 0.0, 0, 0
+    # batches tallied..b are in costs and hits; a graph's batches count in its own sums (their hits stay 0)
+    costs, hits, tallied = [], xp.zeros(batches.split.n, bool), state.batch
     progress = progress or _NoProgress()
     progress.start_epoch(epoch, state.batch)
     step = opt.step
     if graph is not None:
         graph.reset()
+
+    def tally(upto):
+        """Fold batches tallied..upto-1 into loss_sum and correct. The costs are
+        added one by one in order (cumsum), as a per-batch running sum would."""
+        nonlocal loss_sum, correct, tallied
+        if costs:
+            run = xp.cumsum(xp.stack([xp.asarray(loss_sum, dtype=net.dtype), *costs]))
+            if check_each and not math.isfinite(run[-1]):
+                _diverged(epoch, tallied + int(xp.argmin(xp.isfinite(run[1:]))))
+            loss_sum = run[-1]
+            correct = correct + hits[tallied * B : upto * B].sum()
+            costs.clear()
+        tallied = upto
 
     def sums():  # (summed cost, correct count) so far, with the graph's own sums
         return (loss_sum, correct) if graph is None else (loss_sum + graph.loss_sum, correct + graph.correct)
@@ -174,11 +214,8 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
             net.grads.fill(0)
         else:
             a = net.forward(x, train=True)
-            batch_loss = net.batch_cost(y)
-            loss_sum = loss_sum + batch_loss
-            correct = correct + (a.argmax(axis=1) == labels).sum()
-            if check_each and not math.isfinite(batch_loss):
-                _diverged(epoch, b)
+            costs.append(net.batch_cost(y))
+            xp.equal(a.argmax(axis=1), labels, out=hits[b * B : b * B + len(labels)])
             net.backward(x, y)
         seen += len(labels)
         if shared:
@@ -187,16 +224,21 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
             clip_gradient(net, clip_norm)
         step(lr_at(state.step))
         state.step += 1
+        if len(costs) >= TALLY:
+            tally(b + 1)
         if progress.due():
+            tally(b + 1)
             total, right = sums()
             mean = float(total) / seen
             if not math.isfinite(mean):
                 _diverged(epoch, b)
             progress.update(b + 1, mean, float(right) / seen, seen)
         if reduce.stop(should_stop is not None and should_stop()):
+            tally(b + 1)
             total, right, seen = reduce.sums(*_host(sums()), seen)
             state.batch, state.loss_sum, state.correct, state.seen = b + 1, float(total), int(right), int(seen)
             return False
+    tally(batches.n_batches)
     bk.synchronize()
     total, right, seen = reduce.sums(*_host(sums()), seen)
     state.batch, state.loss_sum, state.correct, state.seen = batches.n_batches, float(total), int(right), int(seen)
