@@ -285,5 +285,5 @@ def markdown(runs, keys=None):
             status = f"failed: {r.get('message', '').splitlines()[0] if r.get('message') else ''}".replace("|", "/")
         lines.append(f"| {run.name} | " + " | ".join(run.values.get(k, "") for k in keys)
                      + f" | {pct(r.get('val_accuracy'))} | {pct(r.get('test_accuracy'))} | "
-                     + ("" if r.get("seconds") is None else f"{r['seconds']:.1f}") + f" | {status} |")
+                     + ("" if r.get("seconds") is None else f"{r['seconds']:.3g}") + f" | {status} |")
     return "\n".join(lines) + "\n"
