@@ -40,8 +40,10 @@ def test_without_cupy_it_stops_after_the_machine_facts_with_the_import_error(tmp
     assert "machine: exit 0" in timing and "gpu-tests" not in timing and "total: " in timing
 
 
-def test_force_cpu_dry_runs_the_later_parts_with_the_rows_that_can_run(tmp_path):
-    out, timing, _ = session(tmp_path, FORCE_CPU_DRY="1", PARTS="machine breakdown variants bogus", BUDGET="200")
+@pytest.mark.mnist
+def test_force_cpu_dry_runs_the_later_parts_with_the_rows_that_can_run(tmp_path, real_data_dir):
+    out, timing, _ = session(tmp_path, FORCE_CPU_DRY="1", PARTS="machine breakdown variants bogus", BUDGET="200",
+                             FASTBP_DATA=str(real_data_dir))  # the time-to-98 rows train on MNIST
     assert "FORCE_CPU_DRY=1: going on" in timing
     assert "gpu-breakdown: exit 0" in timing and "time-to-98-unfused: exit 0" in timing and "unknown part bogus" in timing
     assert "gpu_breakdown: nothing to measure" in (out / "breakdown.txt").read_text()
