@@ -191,14 +191,22 @@ def cmd_explain(args):
     return 0
 
 
-def _positive_int(text):
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return n
+def _whole(at_least):
+    """An argparse type: a whole number >= at_least, else one line naming the flag."""
+
+    def check(text):
+        try:
+            n = int(text)
+        except ValueError:
+            n = at_least - 1
+        if n < at_least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {at_least}, got {text!r}")
+        return n
+
+    return check
+
+
+_positive_int = _whole(1)
 
 
 def cmd_export(args):
@@ -340,7 +348,7 @@ def build_parser():
     where = sw.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, metavar="N", help="a local cluster of N workers (default: one per core)")
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://host:8786")
-    sw.add_argument("--retries", type=int, default=1, help="times a run whose worker died is tried again (default 1)")
+    sw.add_argument("--retries", type=_whole(0), default=1, help="times a run whose worker died is tried again (default 1)")
     sw.add_argument("--out", type=Path, help="the sweep directory (default: sweeps/CONFIG); run again to finish a sweep")
     sw.add_argument("--data-dir", type=Path)
     sw.add_argument("--quiet", action="store_true", help="no progress bar or table")

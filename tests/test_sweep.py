@@ -104,6 +104,7 @@ def test_a_dead_worker_s_run_is_retried(tmp_path):
     (["--grid", "optimizer.lrr=0.1,0.2"], "fastbp: error: sweep combination optimizer.lrr=0.1: unknown config key 'optimizer.lrr'"),
     (["--grid", "optimizer.lr=0.1,-2"], "fastbp: error: sweep combination optimizer.lr=-2: config key 'optimizer.lr' must be > 0"),
     (["--grid", "optimizer.lr=0.1", "--workers", "0"], "fastbp sweep: error: argument --workers"),
+    (["--grid", "optimizer.lr=0.1", "--retries", "-1"], "fastbp sweep: error: argument --retries: expected a whole number >= 0"),
     (["--grid", "optimizer.lr=0.1", "--scheduler", "tcp://127.0.0.1:9"], "fastbp: error: cannot reach the Dask scheduler"),
 ])
 def test_bad_input_is_one_line_and_no_run(tmp_path, capsys, args, want):
