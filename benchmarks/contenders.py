@@ -9,6 +9,7 @@ CONTENDERS, CEILINGS and GPU below hold them all.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import warnings
 from dataclasses import replace
@@ -61,6 +62,34 @@ class FastbpNumpy(Contender):
         from fastbp.train import loop
 
         return loop.evaluate(self.setup.net, self.setup.data["test"])[1]
+
+
+class FastbpNumpyPlain(FastbpNumpy):
+    """fastbp-numpy without jit.py's compiled step and updates (numba not
+    installed, or FASTBP_JIT=0): numpy's calls alone."""
+
+    name = "fastbp-numpy-plain"
+    baseline = False
+
+    def __init__(self, spec):
+        with _numpy_only():
+            super().__init__(spec)
+
+    def epoch(self):
+        with _numpy_only():
+            super().epoch()
+
+
+@contextlib.contextmanager
+def _numpy_only():
+    from fastbp.backend import get_backend
+
+    bk = get_backend("numpy")
+    was, bk.jit = bk.jit, False
+    try:
+        yield
+    finally:
+        bk.jit = was
 
 
 def _cupy_peak_mb():

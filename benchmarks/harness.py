@@ -199,7 +199,7 @@ def gpu_name():
 
 def versions():
     out = {}
-    for dist in ("fastbp", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "jax", "jaxlib", "matplotlib"):
+    for dist in ("fastbp", "numpy", "scipy", "scikit-learn", "threadpoolctl", "torch", "jax", "jaxlib", "matplotlib", "numba"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -97,8 +97,10 @@ class Backend:
         raise NotImplementedError
 
     # Compiled CUDA kernels (kernels.py), launched by nn/fused.py. False:
-    # fastbp runs the unfused array code, the reference (numpy's fast path).
+    # fastbp runs the unfused array code, the reference.
     fused = False
+    # The numba-compiled CPU step and optimiser updates (jit.py), on numpy arrays.
+    jit = False
 
     def function(self, source, name, dtype):
         """Kernel `name` of kernels.sources()[source], compiled for dtype: a
@@ -156,8 +158,11 @@ class NumpyBackend(Backend):
     def __init__(self):
         import scipy.special
 
+        from . import jit
+
         self.xp = np
         self._expit = scipy.special.expit
+        self.jit = jit.wanted()  # FASTBP_JIT, else where numba imports
         self._zeros = {}  # (shape, dtype): an array of zeros, for relu
 
     def to_numpy(self, a):
@@ -228,7 +233,14 @@ class NumpyBackend(Backend):
     def describe(self):
         from . import machine
 
-        return {"backend": self.name, "device": self.device_name(), **machine.blas()}
+        info = {"backend": self.name, "device": self.device_name(), **machine.blas()}
+        if self.jit:  # the compiled step's GEMMs are another library's
+            from importlib.metadata import version
+
+            info.update(jit=f"numba {version('numba')}", **machine.jit_blas())
+        else:
+            info["jit"] = "off (numpy's calls; pip install 'fastbp[jit]' compiles the step)"
+        return info
 
 
 class CupyBackend(Backend):

@@ -241,7 +241,8 @@ extern "C" __global__ void adam_step(real* p, const real* g, long long n_weights
 
 # Which kernel does each optimiser's update (by optim.py's names), and the
 # arguments that follow (p, g, n_weights, n, weight_decay) in its signature.
-OPTIMIZER_KERNELS = {"sgd": "sgd_step", "momentum": "momentum_step", "nesterov": "nesterov_step", "adam": "adam_step"}
+OPTIMIZER_KERNELS = {"sgd": "sgd_step", "momentum": "momentum_step", "nesterov": "nesterov_step", "adam": "adam_step",
+                     "adam_sklearn": "adam_step"}  # scikit-learn's Adam: its own lr_t, and inv_sqrt_bc2 = 1
 
 
 def optimizer_reference(name, p, g, n_weights, weight_decay, *args):
@@ -256,7 +257,7 @@ def optimizer_reference(name, p, g, n_weights, weight_decay, *args):
         lr, v, mu = args
         v = mu * v - lr * g
         return (p + v if name == "momentum" else p + mu * v - lr * g), v
-    if name == "adam":
+    if name in ("adam", "adam_sklearn"):
         lr_t, m, v, b1, b2, eps, inv_sqrt_bc2 = args
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
@@ -273,5 +274,5 @@ def sources():
         "bias_softmax": (BIAS_SOFTMAX, ("bias_softmax",)),
         "output_delta": (act + OUTPUT_DELTA, ("output_delta",)),
         "activation_grad": (act + ACTIVATION_GRAD, ("activation_grad",)),
-        "optimizer": (OPTIMIZER, tuple(OPTIMIZER_KERNELS.values())),
+        "optimizer": (OPTIMIZER, tuple(dict.fromkeys(OPTIMIZER_KERNELS.values()))),
     }

@@ -101,3 +101,23 @@ def _blas(native=False):
                 said[sorted(env).index("OPENBLAS_CORETYPE")] += f" (forces the {info['blas_kernel']} kernel; this CPU's own is {own_kernel})"
         info["blas_warning"] = "set in the environment: " + ", ".join(said)
     return info
+
+
+def jit_blas():
+    """The BLAS under jit.py's compiled step: numba's np.dot calls
+    scipy.linalg.cython_blas, so scipy's library (its own OpenBLAS in the
+    wheels: another version, another thread pool than numpy's)."""
+    try:
+        import scipy.linalg.cython_blas  # noqa: F401 (loads it, for threadpoolctl to see)
+        from threadpoolctl import threadpool_info
+
+        numpy_file = _blas()["blas_file"]
+        pools = [p for p in threadpool_info() if p.get("user_api") == "blas" and p["filepath"] != numpy_file
+                 and "scipy" in Path(p["filepath"]).name + str(Path(p["filepath"]).parent)]
+    except Exception:
+        pools = []
+    if not pools:
+        return {"jit_blas": "numpy's (scipy shares it)"}
+    p = pools[0]
+    return {"jit_blas": f"{p['internal_api']} {p.get('version')}", "jit_blas_kernel": p.get("architecture"),
+            "jit_blas_threads": p.get("num_threads")}

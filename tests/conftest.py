@@ -14,6 +14,15 @@ if os.environ.get("FASTBP_EMULATE_GPU") == "1":  # the GPU tests' logic on numpy
     fastbp.backend.cupy_usable = lambda: True
 
 
+@pytest.fixture
+def numpy_reference(monkeypatch):
+    """The numpy backend without jit.py's compiled step and updates: the readable
+    reference, for tests of what it computes bit for bit or of the calls it makes."""
+    from fastbp.backend import get_backend
+
+    monkeypatch.setattr(get_backend("numpy"), "jit", False)
+
+
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The root ($FASTBP_DATA) holding the real MNIST and Fashion-MNIST. Skips the test when they are

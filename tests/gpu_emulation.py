@@ -221,6 +221,7 @@ class EmulatedCupy(NumpyBackend):
 
     def __init__(self):
         super().__init__()
+        self.jit = False  # a GPU backend: jit.py's CPU step is not its
         self.xp = _Module(self, np, {name: ("cuBLAS", f) for name, f in CUBLAS_FUNCTIONS.items()})
         self._cupy = SimpleNamespace(ndarray=np.ndarray, matmul=np.matmul)
         self.launches = []

@@ -71,12 +71,17 @@ def test_plots_when_matplotlib_is_there(run):
 
 def test_breakdown_accounts_for_the_whole_step():
     from benchmarks.breakdown import PHASES, breakdown
+    from fastbp.backend import get_backend
 
-    r = breakdown("smoke", epochs=1)
-    us = r["us_per_step"]
-    assert r["steps_per_epoch"] > 1 and all(us[p] > 0 for p in PHASES) and us["gemms_alone"] > 0
-    assert us["total"] == pytest.approx(sum(us[p] for p in PHASES) + us["loop"])
-    assert us["not_gemm"] == pytest.approx(us["total"] - us["gemms_alone"])
+    for numpy in (True, False):
+        r = breakdown("smoke", epochs=1, numpy=numpy)
+        us = r["us_per_step"]
+        ran = ("forward", "batch_cost", "backward", "step") if r["path"] == "numpy" else ("compiled", "step")
+        assert r["path"] == ("numpy" if numpy or not get_backend("numpy").jit else "compiled")
+        assert r["steps_per_epoch"] > 1 and all(us[p] > 0 for p in ran) and us["gemms_alone"] > 0
+        assert all(us[p] == 0 for p in PHASES if p not in ran)
+        assert us["total"] == pytest.approx(sum(us[p] for p in PHASES) + us["loop"])
+        assert us["not_gemm"] == pytest.approx(us["total"] - us["gemms_alone"])
 
 
 def test_a_contender_is_one_class_against_the_interface():

@@ -76,6 +76,7 @@ def _digits_setup(batch, hidden="sigmoid", optimizer="momentum"):
     return split, net, optim.make(optimizer, net), Batches(split, batch, seed=5)
 
 
+@pytest.mark.usefixtures("numpy_reference")
 @pytest.mark.parametrize("batch", [10, 32, 700])
 def test_train_epoch_is_the_readable_loop_bit_for_bit(batch):
     """train_epoch (chunked gather, costs and hits tallied per chunk) against
@@ -99,6 +100,7 @@ def test_train_epoch_is_the_readable_loop_bit_for_bit(batch):
         state.next_epoch()
 
 
+@pytest.mark.usefixtures("numpy_reference")
 def test_an_epoch_stopped_inside_a_chunk_resumes_to_the_same_sums_and_weights():
     from fastbp.train.loop import TrainState, train_epoch
 
@@ -115,6 +117,7 @@ def test_an_epoch_stopped_inside_a_chunk_resumes_to_the_same_sums_and_weights():
     assert (parts.loss_sum, parts.correct, parts.seen, parts.step) == (whole.loss_sum, whole.correct, whole.seen, whole.step)
 
 
+@pytest.mark.usefixtures("numpy_reference")
 def test_divergence_inside_a_chunk_names_the_first_bad_batch():
     from fastbp.errors import TrainingDiverged
     from fastbp.train.loop import TrainState, train_epoch

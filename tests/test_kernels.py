@@ -143,6 +143,7 @@ def _steps_args(opt, lr):
         opt.t -= 1
 
 
+@pytest.mark.usefixtures("numpy_reference")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", sorted(kernels.OPTIMIZER_KERNELS))
 def test_optimizer_reference_is_the_unfused_update(name, dtype):
@@ -209,6 +210,7 @@ def test_an_activation_no_kernel_knows_runs_unfused():
     assert FusedLayers.make(EmulatedCupy(), Swish(), activations.Softmax(), costs.make("log_likelihood", "softmax")) is None
 
 
+@pytest.mark.usefixtures("numpy_reference")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", sorted(kernels.OPTIMIZER_KERNELS))
 def test_fused_optimizer_step_is_the_unfused_step(name, dtype):

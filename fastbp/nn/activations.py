@@ -9,6 +9,9 @@ A record has
                                   reference the fused kernels are tested against
   cuda_sigma, cuda_prime          the same as C expressions (in z, a, slope) for
                                   kernels.py; None: no fused kernel (unfused code)
+  cpu_sigma, cpu_prime            the same as Python expressions on one number
+                                  (math's exp, tanh, ...) for jit.py's compiled
+                                  CPU step; None: the numpy code runs
   onnx_op                         the ONNX operator (see `onnx`); None: no export
   sklearn                         scikit-learn's name for it (MLP* `activation`)
   roles                           where it may stand: "hidden", "output"
@@ -35,6 +38,8 @@ class Activation:
     onnx_op = None
     cuda_sigma = None
     cuda_prime = None
+    cpu_sigma = None
+    cpu_prime = None
     prime_reads_z = False  # does cuda_prime read z (one more pass over memory)?
     health = None
     slope = 0.0  # the parameter the kernels pass every activation (leaky_relu's α)
@@ -68,6 +73,7 @@ class Sigmoid(Activation):
     name, sklearn, onnx_op, health = "sigmoid", "logistic", "Sigmoid", "saturates"
     cuda_sigma = "(real)1 / ((real)1 + exp(-z))"  # e^{−z} = inf gives 0: no overflow
     cuda_prime = "a * ((real)1 - a)"
+    cpu_sigma, cpu_prime = "1 / (1 + exp(-z))", "a * (1 - a)"  # exp(−z) = inf gives 0 in numba
 
     def forward(self, bk, z, out):
         return bk.sigmoid(z, out)
@@ -90,6 +96,7 @@ class Tanh(Activation):
 
     name, sklearn, onnx_op, health = "tanh", "tanh", "Tanh", "saturates"
     cuda_sigma, cuda_prime = "tanh(z)", "(real)1 - a * a"
+    cpu_sigma, cpu_prime = "tanh(z)", "1 - a * a"
 
     def forward(self, bk, z, out):
         return bk.xp.tanh(z, out=out)
@@ -113,6 +120,7 @@ class ReLU(Activation):
     name, sklearn, onnx_op, health = "relu", "relu", "Relu", "dies"
     cuda_sigma = "z < (real)0 ? (real)0 : z"  # a NaN z stays NaN, as numpy's maximum keeps it
     cuda_prime = "a > (real)0 ? (real)1 : (real)0"
+    cpu_sigma, cpu_prime = "0.0 if z < 0 else z", "1.0 if a > 0 else 0.0"
 
     def forward(self, bk, z, out):
         return bk.relu(z, out)
@@ -135,6 +143,7 @@ class LeakyReLU(Activation):
     name, sklearn, roles = "leaky_relu", "leaky_relu", ("hidden",)  # scikit-learn has none: fastbp's extension
     cuda_sigma = "z > (real)0 ? z : slope * z"
     cuda_prime = "z > (real)0 ? (real)1 : slope"
+    cpu_sigma, cpu_prime = "z if z > 0 else slope * z", "1.0 if z > 0 else slope"
     prime_reads_z = True
     health = "dies"  # its units pass α: fewer die, but a layer that never activates learns α-slowly
 
@@ -174,6 +183,7 @@ class Identity(Activation):
 
     name, sklearn, onnx_op = "identity", "identity", "Identity"
     cuda_sigma, cuda_prime = "z", "(real)1"
+    cpu_sigma, cpu_prime = "z", "1.0"
 
     def forward(self, bk, z, out):
         if out is not z:
@@ -196,6 +206,7 @@ class Exp(Activation):
 
     name, sklearn, onnx_op, roles = "exp", "exp", "Exp", ("output",)
     cuda_sigma, cuda_prime = "exp(z)", "a"
+    cpu_sigma, cpu_prime = "exp(z)", "a"
 
     def forward(self, bk, z, out):
         return bk.xp.exp(z, out=out)

@@ -12,7 +12,10 @@ is the output activation that made a from z.
 A record also says which outputs it pairs with (`outputs`) and which form
 its BP1 takes, for the fused GPU kernel (`delta_kernel`): "a - y" where σ'
 cancels with its outputs, "(a - y) σ'" for the quadratic cost's
-(a − y) ⊙ σ'(z), None where no kernel computes it (the unfused `delta` runs).
+(a − y) ⊙ σ'(z), None where no kernel computes it (the unfused `delta` runs);
+and `cpu_term`, one element's share of `fn` as a Python expression in z, a,
+y and the row's log_norm (0 unless the output is a softmax), for jit.py's
+compiled CPU step (None: the numpy code runs).
 Adding a cost is one class here, listed in RECORDS (or passed to `register`).
 """
 
@@ -23,6 +26,7 @@ class Cost:
     name = ""
     outputs: tuple = ()
     delta_kernel = None
+    cpu_term = None
 
     @staticmethod
     def fn(bk, z, a, y, log_norm=None):
@@ -47,6 +51,7 @@ class QuadraticCost(Cost):
     name = "quadratic"
     outputs = ("sigmoid", "identity", "tanh", "relu", "exp")  # any elementwise output
     delta_kernel = "(a - y) σ'"
+    cpu_term = "0.5 * (a - y) * (a - y)"
 
     @staticmethod
     def fn(bk, z, a, y, log_norm=None):
@@ -68,6 +73,7 @@ class CrossEntropyCost(Cost):
     """
 
     name, outputs, delta_kernel = "cross_entropy", ("sigmoid",), "a - y"
+    cpu_term = "max(z, 0) + log1p(exp(-abs(z))) - y * z"
 
     @staticmethod
     def fn(bk, z, a, y, log_norm=None):
@@ -96,6 +102,7 @@ class LogLikelihoodCost(Cost):
     """
 
     name, outputs, delta_kernel = "log_likelihood", ("softmax",), "a - y"
+    cpu_term = "y * (log_norm - z)"
 
     @staticmethod
     def fn(bk, z, a, y, log_norm=None):
@@ -119,6 +126,7 @@ class PoissonCost(Cost):
     """
 
     name, outputs, delta_kernel = "poisson", ("exp",), "a - y"
+    cpu_term = "(y * log(y) if y > 0 else 0.0) - y * z - y + a"
 
     @staticmethod
     def fn(bk, z, a, y, log_norm=None):

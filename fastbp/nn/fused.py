@@ -91,7 +91,12 @@ class FusedLayers:
 
 def update(bk, name):
     """A callable(p, g, n_weights, weight_decay, *args) doing optimiser `name`'s
-    whole update in one kernel (args: kernels.OPTIMIZER's), or None."""
+    whole update in one kernel (args: kernels.OPTIMIZER's), or None. On the
+    CPU with numba (backend.jit), jit.py's compiled twin of that kernel."""
+    if bk.jit and not bk.fused:
+        from .. import jit
+
+        return jit.update(name)
     fname = kernels.OPTIMIZER_KERNELS.get(name) if bk.fused else None
     if fname is None:
         return None

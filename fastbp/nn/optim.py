@@ -192,6 +192,10 @@ class AdamSklearn(Adam):
         xp.multiply(w, lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t), out=w)
         xp.subtract(p, w, out=p)
 
+    def _fused_args(self, lr):
+        b1, b2, t = self.beta1, self.beta2, self.t
+        return lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t), self.m, self.v, b1, b2, self.eps, 1.0
+
 
 OPTIMIZERS = {c.name: c for c in (Optimizer, Momentum, Nesterov, Adam, AdamSklearn)}
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
+from .. import jit
 from ..errors import TrainingDiverged
 from .augment import RandomShift
 
@@ -114,6 +116,23 @@ class Batches:
 TALLY = 32  # batches between two folds of the running sums (and divergence checks)
 
 
+def reference_step(net, x, y, labels, hits):
+    """A batch's forward pass, summed cost, hits (argmax a^L == label, into
+    `hits`) and backward pass (net.grads filled); returns the cost."""
+    a = net.forward(x, train=True)
+    cost = net.batch_cost(y)
+    net.xp.equal(a.argmax(axis=1), labels, out=hits)
+    net.backward(x, y)
+    return cost
+
+
+def step_of(net):
+    """reference_step for this network, or its compiled twin (jit.py) where
+    the backend runs one: the same values, one call."""
+    compiled = jit.train_step(net) if net.bk.jit else None
+    return compiled or partial(reference_step, net)
+
+
 def part(n, rank, ranks):
     """Rank `rank`'s contiguous share (lo, hi) of n rows split over `ranks`
     ranks: sizes differ by at most one, the first n % ranks ranks one larger."""
@@ -184,7 +203,7 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     costs, hits, tallied = [], xp.zeros(batches.split.n, bool), state.batch
     progress = progress or _NoProgress()
     progress.start_epoch(epoch, state.batch)
-    step = opt.step
+    step, batch_step = opt.step, step_of(net)
     if graph is not None:
         graph.reset()
 
@@ -213,10 +232,7 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
         elif not len(labels):  # a short last batch with no row for this rank
             net.grads.fill(0)
         else:
-            a = net.forward(x, train=True)
-            costs.append(net.batch_cost(y))
-            xp.equal(a.argmax(axis=1), labels, out=hits[b * B : b * B + len(labels)])
-            net.backward(x, y)
+            costs.append(batch_step(x, y, labels, hits[b * B : b * B + len(labels)]))
         seen += len(labels)
         if shared:
             reduce.gradient(net.grads, hi - lo, rows_all)

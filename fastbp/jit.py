@@ -1,0 +1,316 @@
+"""The CPU twin of kernels.py: a training step and the optimiser updates
+compiled by numba (the `jit` extra), for the numpy backend.
+
+At small batches a step of numpy calls is bound by the calls, not the
+arithmetic: some 25 of them, each a microsecond or more, around GEMMs of a few
+microseconds. `train_step` does a whole batch's forward pass, cost, hits,
+BP1-BP4 in one compiled call (the GEMMs are BLAS calls from inside it), and
+`update` an optimiser's whole step in one pass over the flat buffers. Both
+compute what network.py and optim.py compute, which stay the reference they
+are tested against (tests/test_jit.py).
+
+The source is Python, generated from the records (each activation's
+`cpu_sigma`/`cpu_prime`, each cost's `cpu_term`) as kernels.py generates
+CUDA C from `cuda_sigma`/`cuda_prime`, and written to a file in the user's
+cache, named by its hash, so that numba's own cache keeps the machine code
+between runs: a run compiles a (hidden, output, cost) triple once per machine.
+A record without CPU forms runs the numpy code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels
+from .errors import BackendError
+from .nn.activations import Softmax
+
+_HEAD = """\
+import math
+from math import exp, log, log1p, tanh
+
+import numpy as np
+from numba import njit
+"""
+
+_ACTIVATIONS = """
+@njit(cache=True, inline="always")
+def hidden_sigma(z, slope):
+    return {hidden_sigma}
+
+
+@njit(cache=True, inline="always")
+def hidden_prime(z, a, slope):
+    return {hidden_prime}
+
+
+@njit(cache=True, inline="always")
+def output_sigma(z, slope):
+    return {output_sigma}
+
+
+@njit(cache=True, inline="always")
+def output_prime(z, a, slope):
+    return {output_prime}
+
+
+@njit(cache=True, inline="always")
+def cost_term(z, a, y, log_norm):
+    return {cost_term}
+
+
+SOFTMAX = {softmax}  # the output is a softmax: a row at a time, its ln Σ e^z kept for the cost
+DELTA_PRIME = {delta_prime}  # BP1 keeps σ'(z^L) (the quadratic cost); else it cancels: δ^L = a − y
+"""
+
+# The step, as network.py's forward, batch_cost, the loop's hits and backward
+# compute it, over the same buffers (rows: samples; W^l is (n_out, n_in)).
+_STEP = '''
+@njit(cache=True)
+def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope, output_slope, inv_n):
+    """One batch: forward, summed cost (returned), hits[r] = argmax a^L_r == labels[r],
+    and grads = ∂C/∂params of the mean cost. layers[l] = (w_at, n_out, n_in, b_at)."""
+    n, L = x.shape[0], layers.shape[0]
+    cost = 0.0
+    a_prev = x
+    for l in range(L):
+        w_at, n_out, n_in, b_at = layers[l, 0], layers[l, 1], layers[l, 2], layers[l, 3]
+        W, b = params[w_at : w_at + n_out * n_in].reshape((n_out, n_in)), params[b_at : b_at + n_out]
+        z, a = Z[l], A[l]
+        np.dot(a_prev, W.T, z)  # z^l = a^{l−1} (W^l)ᵀ + b^l, a^l = σ(z^l)
+        if l < L - 1:
+            for r in range(n):
+                for j in range(n_out):
+                    t = z[r, j] + b[j]
+                    z[r, j] = t
+                    a[r, j] = hidden_sigma(t, hidden_slope)
+        else:
+            d = D[l]
+            for r in range(n):
+                top = 0
+                if SOFTMAX:
+                    m = z[r, 0] + b[0]
+                    for j in range(n_out):
+                        t = z[r, j] + b[j]
+                        z[r, j] = t
+                        m = max(m, t)
+                    s = 0.0
+                    for j in range(n_out):
+                        e = exp(z[r, j] - m)  # cannot overflow
+                        a[r, j] = e
+                        s += e
+                    for j in range(n_out):
+                        a[r, j] /= s
+                    log_norm = m + log(s)  # ln Σ e^z of the row, for the cost
+                else:
+                    log_norm = 0.0
+                    for j in range(n_out):
+                        t = z[r, j] + b[j]
+                        z[r, j] = t
+                        a[r, j] = output_sigma(t, output_slope)
+                for j in range(n_out):
+                    cost += cost_term(z[r, j], a[r, j], y[r, j], log_norm)
+                    if a[r, j] > a[r, top]:
+                        top = j
+                    # BP1: δ^L = ∇_a C ⊙ σ'(z^L), with 1/n: C is the batch mean
+                    if DELTA_PRIME:
+                        d[r, j] = (a[r, j] - y[r, j]) * output_prime(z[r, j], a[r, j], output_slope) * inv_n
+                    else:
+                        d[r, j] = (a[r, j] - y[r, j]) * inv_n
+                hits[r] = top == labels[r]
+        a_prev = a
+
+    d = D[L - 1]
+    for l in range(L - 1, -1, -1):
+        w_at, n_out, n_in, b_at = layers[l, 0], layers[l, 1], layers[l, 2], layers[l, 3]
+        # BP3: ∂C/∂b^l = Σ_batch δ^l
+        gb = grads[b_at : b_at + n_out]
+        gb[:] = 0
+        for r in range(n):
+            for j in range(n_out):
+                gb[j] += d[r, j]
+        # BP4: ∂C/∂W^l = δ^l (a^{l−1})ᵀ, summed over the batch as one GEMM
+        gW = grads[w_at : w_at + n_out * n_in].reshape((n_out, n_in))
+        if l == 0:
+            np.dot(d.T, x, gW)
+            break
+        np.dot(d.T, A[l - 1], gW)
+        # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
+        W = params[w_at : w_at + n_out * n_in].reshape((n_out, n_in))
+        below, z, a = D[l - 1], Z[l - 1], A[l - 1]
+        np.dot(d, W, below)
+        for r in range(n):
+            for j in range(n_in):
+                below[r, j] *= hidden_prime(z[r, j], a[r, j], hidden_slope)
+        d = below
+    return cost
+'''
+
+# kernels.OPTIMIZER's updates, one pass over the flat buffers each.
+_OPTIMIZERS = '''
+@njit(cache=True, inline="always")
+def decayed(p, g, i, n_weights, weight_decay):
+    return g[i] + weight_decay * p[i] if i < n_weights else g[i]
+
+
+@njit(cache=True)
+def sgd_step(p, g, n_weights, weight_decay, lr):
+    for i in range(p.shape[0]):
+        p[i] -= lr * decayed(p, g, i, n_weights, weight_decay)
+
+
+@njit(cache=True)
+def momentum_step(p, g, n_weights, weight_decay, lr, v, mu):
+    for i in range(p.shape[0]):
+        vi = mu * v[i] - lr * decayed(p, g, i, n_weights, weight_decay)
+        v[i] = vi
+        p[i] += vi
+
+
+@njit(cache=True)
+def nesterov_step(p, g, n_weights, weight_decay, lr, v, mu):
+    for i in range(p.shape[0]):
+        step = lr * decayed(p, g, i, n_weights, weight_decay)
+        vi = mu * v[i] - step
+        v[i] = vi
+        p[i] += mu * vi - step
+
+
+@njit(cache=True)
+def adam_step(p, g, n_weights, weight_decay, lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2):
+    for i in range(p.shape[0]):
+        gi = decayed(p, g, i, n_weights, weight_decay)
+        mi = beta1 * m[i] + (1 - beta1) * gi
+        vi = beta2 * v[i] + (1 - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= lr_t * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+'''
+
+
+def wanted():
+    """Does the numpy backend use these? FASTBP_JIT: unset or 'auto', where
+    numba imports; '1' always (an error without it); '0' never."""
+    mode = os.environ.get("FASTBP_JIT", "").strip().lower() or "auto"
+    if mode in ("0", "off", "false", "no"):
+        return False
+    found = importlib.util.find_spec("numba") is not None
+    if mode in ("1", "on", "true", "yes"):
+        if not found:
+            raise BackendError("FASTBP_JIT=1 asks for the compiled CPU step, and numba is not installed: "
+                           "pip install 'fastbp[jit]', or unset FASTBP_JIT")
+        return True
+    if mode != "auto":
+        raise BackendError(f"FASTBP_JIT={mode!r}: use 0 (numpy only), 1 (compiled, numba required) or auto")
+    return found
+
+
+def _folder():
+    from .data.locate import cache_dir
+
+    for folder in (cache_dir() / "jit", Path(tempfile.gettempdir()) / f"fastbp-jit-{os.getuid()}"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            continue
+    raise BackendError("no writable folder for the compiled CPU step (the user cache or the temp folder)")
+
+
+_modules = {}
+
+
+def _load(source):
+    """The module of this source, written once to a file named by its hash (numba caches beside it)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    module = _modules.get(digest)
+    if module is None:
+        path = _folder() / f"fastbp_jit_{digest}.py"
+        if not path.exists():
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(source)
+            os.replace(tmp, path)  # whole or not at all: another process may be reading it
+        spec = importlib.util.spec_from_file_location(f"fastbp_jit_{digest}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        _modules[digest] = module
+    return module
+
+
+def step_source(hidden, output, cost):
+    """The generated step module for these records, or None where one lacks its CPU form."""
+    softmax = isinstance(output, Softmax)
+    if hidden.cpu_sigma is None or hidden.cpu_prime is None or cost.cpu_term is None:
+        return None
+    if not softmax and output.cpu_sigma is None:
+        return None
+    prime = cost.delta_kernel == "(a - y) σ'"
+    if cost.delta_kernel is None or (prime and output.cpu_prime is None):
+        return None
+    return _HEAD + _ACTIVATIONS.format(
+        hidden_sigma=hidden.cpu_sigma, hidden_prime=hidden.cpu_prime,
+        output_sigma=output.cpu_sigma or "z", output_prime=output.cpu_prime or "1.0",
+        cost_term=cost.cpu_term, softmax=softmax, delta_prime=prime) + _STEP
+
+
+class TrainStep:
+    """A network's compiled batch step: step(x, y, labels, hits) -> summed cost,
+    as loop.reference_step computes it."""
+
+    def __init__(self, net, kernel):
+        from .nn.network import layout
+
+        self.net, self.kernel = net, kernel
+        self.layers = np.array([(w.start, o, i, b.start) for w, (o, i), b in layout(net.sizes)[0]], np.int64)
+        self.dtype = np.dtype(net.dtype)
+        real = self.dtype.type
+        self.slopes = real(net.hidden.slope), real(net.output.slope)
+        self._rows = {}
+
+    def __call__(self, x, y, labels, hits):
+        net, n = self.net, x.shape[0]
+        if not (x.dtype == y.dtype == self.dtype and x.flags.c_contiguous and y.flags.c_contiguous):
+            from .train.loop import reference_step
+
+            return reference_step(net, x, y, labels, hits)
+        rows = self._rows.get(n)
+        buf = net.buffers(n, train=True)
+        if rows is None or rows[0] is not buf:
+            cut = buf.rows(n)
+            rows = self._rows[n] = buf, tuple(cut.z), tuple(cut.a), tuple(cut.delta)
+        _, Z, A, D = rows
+        cost = self.kernel(x, y, labels, hits, net.params, net.grads, self.layers, Z, A, D, *self.slopes, 1.0 / n)
+        net._out, net._trained = None, None  # what the reference leaves for batch_cost/backward is not here
+        return self.dtype.type(cost)  # in the network's dtype, as batch_cost's: the loop's running sums are
+
+
+def train_step(net):
+    """The compiled step of this network, or None (dropout, or a record without CPU forms)."""
+    if net.dropout:
+        return None
+    source = step_source(net.hidden, net.output, net.cost)
+    return None if source is None else TrainStep(net, _load(source).train_step)
+
+
+def update(name):
+    """A callable(p, g, n_weights, weight_decay, *args) doing optimiser `name`'s
+    whole update in one pass (args as optim's _fused_args gives them), or None."""
+    fname = kernels.OPTIMIZER_KERNELS.get(name)  # the CUDA kernels' names, here too
+    if fname is None:
+        return None
+    kernel = getattr(_load(_HEAD + _OPTIMIZERS), fname)
+
+    def step(p, g, n_weights, weight_decay, *args):
+        real = p.dtype.type
+        kernel(p, g, n_weights, real(weight_decay), *[a if isinstance(a, np.ndarray) else real(a) for a in args])
+
+    return step

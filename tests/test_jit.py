@@ -1,0 +1,191 @@
+"""jit.py's compiled CPU step and optimiser updates give what the numpy code
+gives (network.py, optim.py, loop.reference_step): to rounding, since the
+kernels add and multiply in their own order and their GEMMs are scipy's BLAS."""
+
+import os
+
+import numpy as np
+import pytest
+
+from fastbp import jit, kernels
+from fastbp.backend import NumpyBackend, get_backend
+from fastbp.errors import BackendError
+from fastbp.nn import activations, costs, optim
+from fastbp.nn.network import Network
+from fastbp.train.loop import reference_step, step_of
+
+try:
+    import numba  # noqa: F401
+except ImportError:  # the test extra installs it: under CI its absence is a failure
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        raise
+    pytest.skip("numba is not installed (pip install 'fastbp[jit]')", allow_module_level=True)
+
+TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
+PAIRS = [(out, cost) for cost, rec in costs.RECORDS.items() for out in rec.outputs]
+
+
+@pytest.fixture(autouse=True)
+def compiled(monkeypatch):
+    monkeypatch.setattr(get_backend("numpy"), "jit", True)
+
+
+def _batch(dtype, n, sizes, output, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    labels = rng.integers(0, sizes[-1], n)
+    if output in ("softmax", "sigmoid"):
+        Y = np.eye(sizes[-1], dtype=dtype)[labels]
+    else:  # a regression target the output can reach
+        Y = rng.random((n, sizes[-1])).astype(dtype)
+    return X, Y, labels
+
+
+# every hidden activation once, and every output and cost it pairs with once: each
+# triple is a module of its own to compile
+NETS = sorted({(h, "softmax", "log_likelihood") for h in activations.names("hidden")} | {("tanh", o, c) for o, c in PAIRS})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("hidden,output,cost", NETS)
+def test_compiled_step_is_the_reference_step(hidden, output, cost, dtype):
+    sizes = [11, 8, 6, 4]
+    kw = dict(hidden=hidden, output=output, cost=cost, dtype=dtype, seed=3, init="glorot")
+    ref, net = Network(sizes, **kw), Network(sizes, **kw)
+    step = step_of(net)
+    assert isinstance(step, jit.TrainStep)
+    for n in (13, 1, 13):  # a second size, and back: the buffers' row views are kept per size
+        X, Y, labels = _batch(dtype, n, sizes, output, seed=n)
+        want_hits, got_hits = np.zeros(n, bool), np.ones(n, bool)
+        want = reference_step(ref, X, Y, labels, want_hits)
+        got = step(X, Y, labels, got_hits)
+        assert np.dtype(type(got)) == np.dtype(dtype)  # the loop's running sums stay in the network's dtype
+        assert np.allclose(got, want, **TOL[dtype]) and (got_hits == want_hits).all()
+        assert np.allclose(net.grads, ref.grads, **TOL[dtype]), (hidden, output, cost, n)
+        assert np.abs(net.grads).max() > 0
+
+
+def test_what_the_kernels_cannot_take_runs_the_reference():
+    class Swish(activations.Activation):
+        name = "swish"  # no cpu_sigma
+
+    net = Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood")
+    assert jit.step_source(Swish(), net.output, net.cost) is None
+    assert jit.train_step(Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood", dropout=0.5)) is None
+    # float64 inputs for a float32 network: the reference, which casts
+    X, Y, labels = _batch("float64", 6, [5, 4, 3], "softmax")
+    ref = Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood")
+    hits = np.zeros(6, bool)
+    assert np.allclose(step_of(net)(X, Y, labels, hits), reference_step(ref, X, Y, labels, hits.copy()))
+    assert np.array_equal(net.grads, ref.grads)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(kernels.OPTIMIZER_KERNELS))
+def test_compiled_update_is_the_optimizer_step(name, dtype, monkeypatch):
+    nets = [Network([7, 5, 3], dtype=dtype, seed=4) for _ in range(2)]
+    opts = [optim.make(name, nets[0], weight_decay=0.01)]
+    monkeypatch.setattr(get_backend("numpy"), "jit", False)
+    opts.append(optim.make(name, nets[1], weight_decay=0.01))
+    assert opts[0]._fused is not None and opts[1]._fused is None
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        g = rng.standard_normal(nets[0].n_params).astype(dtype)
+        for net, opt in zip(nets, opts):
+            net.grads[...] = g
+            opt.step(0.03)
+    assert np.allclose(nets[0].params, nets[1].params, **TOL[dtype])
+    for key, value in opts[1].state().items():
+        assert np.allclose(opts[0].state()[key], value, **TOL[dtype]), key
+
+
+def _digits(batch):
+    from sklearn.datasets import load_digits
+
+    from fastbp.train.build import Split
+    from fastbp.train.loop import Batches
+
+    X, y = load_digits(return_X_y=True)
+    split = Split(get_backend("numpy"), X[:700].astype(np.uint8), y[:700], 10, 1 / 16, "float32")
+    net = Network([64, 24, 10], "relu", "softmax", "log_likelihood", seed=1)
+    return net, optim.make("momentum", net), Batches(split, batch, seed=5)
+
+
+def test_compiled_epochs_are_the_reference_epochs(monkeypatch):
+    from fastbp.train.loop import TrainState, train_epoch
+
+    net, opt, batches = _digits(10)
+    monkeypatch.setattr(get_backend("numpy"), "jit", False)
+    ref, ref_opt, _ = _digits(10)
+    assert opt._fused is not None and ref_opt._fused is None
+    states = TrainState(), TrainState()
+    for epoch in range(2):
+        for s, (m, o) in zip(states, ((net, opt), (ref, ref_opt))):
+            monkeypatch.setattr(get_backend("numpy"), "jit", m is net)
+            train_epoch(m, o, lambda t: 0.1, batches, s)
+        got, want = states
+        assert np.allclose(net.params, ref.params, rtol=1e-4, atol=1e-5), epoch
+        assert np.isclose(got.loss_sum, want.loss_sum, rtol=1e-5) and abs(got.correct - want.correct) <= 1
+        assert got.seen == want.seen == 700 and got.step == want.step == 70 * (epoch + 1)
+        for s in states:
+            s.next_epoch()
+
+
+def test_a_compiled_epoch_stopped_inside_a_chunk_resumes_to_the_same_sums_and_weights():
+    from fastbp.train.loop import TrainState, train_epoch
+
+    net, opt, batches = _digits(10)
+    ref, ref_opt, _ = _digits(10)
+    whole = TrainState()
+    train_epoch(ref, ref_opt, lambda t: 0.1, batches, whole)
+    parts, calls = TrainState(), iter(range(1000))
+    assert not train_epoch(net, opt, lambda t: 0.1, batches, parts, should_stop=lambda: next(calls) == 6)
+    assert train_epoch(net, opt, lambda t: 0.1, batches, parts)
+    assert net.params.tobytes() == ref.params.tobytes()
+    assert (parts.loss_sum, parts.correct, parts.seen) == (whole.loss_sum, whole.correct, whole.seen)
+
+
+def test_a_non_finite_compiled_cost_stops_the_epoch():
+    from fastbp.errors import TrainingDiverged
+    from fastbp.train.loop import TrainState, train_epoch
+
+    net, opt, batches = _digits(10)
+    net.params[:5] = np.inf
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged, match=r"non-finite loss at epoch 1, batch 1$"):
+        train_epoch(net, opt, lambda t: 0.1, batches, TrainState())
+
+
+@pytest.mark.parametrize("value, wanted", [("0", False), ("off", False), ("1", True), ("auto", True), ("", True)])
+def test_fastbp_jit_says_whether_numpy_compiles(monkeypatch, value, wanted):
+    monkeypatch.setenv("FASTBP_JIT", value)
+    assert jit.wanted() is wanted and NumpyBackend().jit is wanted
+
+
+def test_fastbp_jit_1_without_numba_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else find(name, *a))
+    monkeypatch.setenv("FASTBP_JIT", "auto")
+    assert jit.wanted() is False
+    monkeypatch.setenv("FASTBP_JIT", "1")
+    with pytest.raises(BackendError, match=r"^FASTBP_JIT=1 asks for the compiled CPU step, and numba is not installed: "
+                                           r"pip install 'fastbp\[jit\]', or unset FASTBP_JIT$"):
+        jit.wanted()
+    monkeypatch.setenv("FASTBP_JIT", "fast")
+    with pytest.raises(BackendError, match=r"^FASTBP_JIT='fast': use 0 \(numpy only\), 1 \(compiled, numba required\) or auto$"):
+        jit.wanted()
+
+
+def test_the_generated_module_is_one_file_per_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(jit, "_folder", lambda: tmp_path)
+    monkeypatch.setattr(jit, "_modules", {})
+    net = Network([5, 4, 3], hidden="tanh", output="sigmoid", cost="cross_entropy")
+    source = jit.step_source(net.hidden, net.output, net.cost)
+    assert "return tanh(z)" in source and "return max(z, 0) + log1p(exp(-abs(z))) - y * z" in source
+    first = jit._load(source)
+    assert jit._load(source) is first
+    files = sorted(p.name for p in tmp_path.glob("*.py"))
+    assert len(files) == 1 and files[0].startswith("fastbp_jit_") and (tmp_path / files[0]).read_text() == source
+    for equation in ("# BP1", "# BP2", "# BP3", "# BP4"):
+        assert equation in source
