@@ -89,6 +89,11 @@ class Backend:
         """out = raw × scale, raw as stored (uint8 images), out in the network's dtype."""
         return self.xp.multiply(raw, scale, out=out)
 
+    def gather_scaled(self, X, rows, scale, raw, out):
+        """out = X[rows] × scale (raw: the gathered rows as stored, made on the way)."""
+        self.xp.take(X, rows, axis=0, out=raw)
+        return self.scale(raw, scale, out)
+
     def device_name(self):
         raise NotImplementedError
 
@@ -213,6 +218,13 @@ class NumpyBackend(Backend):
             np.copyto(out, raw)
             return np.multiply(out, scale, out=out)
         return np.multiply(raw, scale, out=out)
+
+    def gather_scaled(self, X, rows, scale, raw, out):
+        if self.jit and X.dtype == np.uint8 and X.flags.c_contiguous and out.flags.c_contiguous:
+            from . import jit
+
+            return jit.gather_scaled(X, rows, scale, out)  # one pass, raw not needed
+        return super().gather_scaled(X, rows, scale, raw, out)
 
     def relu(self, z, out):
         # numpy's maximum against a 0-d zero takes a scalar loop; against an

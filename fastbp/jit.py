@@ -19,6 +19,8 @@ A record without CPU forms runs the numpy code.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import importlib.util
 import os
@@ -30,6 +32,14 @@ import numpy as np
 
 from . import kernels
 from .errors import BackendError
+
+try:  # numba is the jit extra: without it, nothing here is called (backend.jit is False)
+    from llvmlite import ir
+    from numba import types
+    from numba.core.extending import intrinsic
+except ImportError:
+    def intrinsic(f):
+        return f
 from .nn.activations import Softmax
 
 _HEAD = """\
@@ -70,13 +80,47 @@ SOFTMAX = {softmax}  # the output is a softmax: a row at a time, its ln Σ e^z k
 DELTA_PRIME = {delta_prime}  # BP1 keeps σ'(z^L) (the quadratic cost); else it cancels: δ^L = a − y
 """
 
+# The step's three GEMM forms (row-major, C-contiguous): through numpy's own BLAS
+# where jit.numpy_gemm found it, so that one OpenBLAS thread pool serves the whole
+# run (a second one, scipy's, which numba's np.dot calls, spins against the first
+# whenever they take turns: an evaluation after a compiled epoch ran 3.5x slower).
+_GEMMS = """
+from fastbp.jit import cblas_gemm
+
+
+@njit(cache=True, inline="always")
+def gemm_nt(gemm, a, b, out):  # out = a bᵀ
+    if gemm:
+        cblas_gemm(gemm, 111, 112, out.shape[0], out.shape[1], a.shape[1], a, a.shape[1], b, b.shape[1], out, out.shape[1])
+    else:
+        np.dot(a, b.T, out)
+
+
+@njit(cache=True, inline="always")
+def gemm_tn(gemm, a, b, out):  # out = aᵀ b
+    if gemm:
+        cblas_gemm(gemm, 112, 111, out.shape[0], out.shape[1], a.shape[0], a, a.shape[1], b, b.shape[1], out, out.shape[1])
+    else:
+        np.dot(a.T, b, out)
+
+
+@njit(cache=True, inline="always")
+def gemm_nn(gemm, a, b, out):  # out = a b
+    if gemm:
+        cblas_gemm(gemm, 111, 111, out.shape[0], out.shape[1], a.shape[1], a, a.shape[1], b, b.shape[1], out, out.shape[1])
+    else:
+        np.dot(a, b, out)
+"""
+
+
 # The step, as network.py's forward, batch_cost, the loop's hits and backward
 # compute it, over the same buffers (rows: samples; W^l is (n_out, n_in)).
 _STEP = '''
 @njit(cache=True)
-def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope, output_slope, inv_n):
+def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope, output_slope, inv_n, gemm):
     """One batch: forward, summed cost (returned), hits[r] = argmax a^L_r == labels[r],
-    and grads = ∂C/∂params of the mean cost. layers[l] = (w_at, n_out, n_in, b_at)."""
+    and grads = ∂C/∂params of the mean cost. layers[l] = (w_at, n_out, n_in, b_at);
+    gemm: the address of numpy's own cblas GEMM for this dtype (0: numba's np.dot)."""
     n, L = x.shape[0], layers.shape[0]
     cost = 0.0
     a_prev = x
@@ -84,7 +128,7 @@ def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope,
         w_at, n_out, n_in, b_at = layers[l, 0], layers[l, 1], layers[l, 2], layers[l, 3]
         W, b = params[w_at : w_at + n_out * n_in].reshape((n_out, n_in)), params[b_at : b_at + n_out]
         z, a = Z[l], A[l]
-        np.dot(a_prev, W.T, z)  # z^l = a^{l−1} (W^l)ᵀ + b^l, a^l = σ(z^l)
+        gemm_nt(gemm, a_prev, W, z)  # z^l = a^{l−1} (W^l)ᵀ + b^l, a^l = σ(z^l)
         if l < L - 1:
             for r in range(n):
                 for j in range(n_out):
@@ -139,13 +183,13 @@ def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope,
         # BP4: ∂C/∂W^l = δ^l (a^{l−1})ᵀ, summed over the batch as one GEMM
         gW = grads[w_at : w_at + n_out * n_in].reshape((n_out, n_in))
         if l == 0:
-            np.dot(d.T, x, gW)
+            gemm_tn(gemm, d, x, gW)
             break
-        np.dot(d.T, A[l - 1], gW)
+        gemm_tn(gemm, d, A[l - 1], gW)
         # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
         W = params[w_at : w_at + n_out * n_in].reshape((n_out, n_in))
         below, z, a = D[l - 1], Z[l - 1], A[l - 1]
-        np.dot(d, W, below)
+        gemm_nn(gemm, d, W, below)
         for r in range(n):
             for j in range(n_in):
                 below[r, j] *= hidden_prime(z[r, j], a[r, j], hidden_slope)
@@ -153,45 +197,77 @@ def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope,
     return cost
 '''
 
-# kernels.OPTIMIZER's updates, one pass over the flat buffers each.
+# kernels.OPTIMIZER's updates, one pass over the flat buffers each (two loops: the
+# weights, decayed, then the biases; a branch per element keeps LLVM from using SIMD).
+# And the batch's rows gathered and scaled in one pass (backend.gather_scaled).
 _OPTIMIZERS = '''
+@njit(cache=True)
+def gather_scaled(X, rows, scale, out):
+    for r in range(rows.shape[0]):
+        src, dst = X[rows[r]], out[r]
+        for j in range(src.shape[0]):
+            dst[j] = src[j]  # the exact cast, then the multiply in out's dtype: numpy's values
+            dst[j] *= scale
+
 @njit(cache=True, inline="always")
-def decayed(p, g, i, n_weights, weight_decay):
-    return g[i] + weight_decay * p[i] if i < n_weights else g[i]
+def sgd_at(p, i, gi, lr):
+    p[i] -= lr * gi
 
 
 @njit(cache=True)
 def sgd_step(p, g, n_weights, weight_decay, lr):
-    for i in range(p.shape[0]):
-        p[i] -= lr * decayed(p, g, i, n_weights, weight_decay)
+    for i in range(n_weights):
+        sgd_at(p, i, g[i] + weight_decay * p[i], lr)
+    for i in range(n_weights, p.shape[0]):
+        sgd_at(p, i, g[i], lr)
+
+
+@njit(cache=True, inline="always")
+def momentum_at(p, i, gi, lr, v, mu):
+    vi = mu * v[i] - lr * gi
+    v[i] = vi
+    p[i] += vi
 
 
 @njit(cache=True)
 def momentum_step(p, g, n_weights, weight_decay, lr, v, mu):
-    for i in range(p.shape[0]):
-        vi = mu * v[i] - lr * decayed(p, g, i, n_weights, weight_decay)
-        v[i] = vi
-        p[i] += vi
+    for i in range(n_weights):
+        momentum_at(p, i, g[i] + weight_decay * p[i], lr, v, mu)
+    for i in range(n_weights, p.shape[0]):
+        momentum_at(p, i, g[i], lr, v, mu)
+
+
+@njit(cache=True, inline="always")
+def nesterov_at(p, i, gi, lr, v, mu):
+    step = lr * gi
+    vi = mu * v[i] - step
+    v[i] = vi
+    p[i] += mu * vi - step
 
 
 @njit(cache=True)
 def nesterov_step(p, g, n_weights, weight_decay, lr, v, mu):
-    for i in range(p.shape[0]):
-        step = lr * decayed(p, g, i, n_weights, weight_decay)
-        vi = mu * v[i] - step
-        v[i] = vi
-        p[i] += mu * vi - step
+    for i in range(n_weights):
+        nesterov_at(p, i, g[i] + weight_decay * p[i], lr, v, mu)
+    for i in range(n_weights, p.shape[0]):
+        nesterov_at(p, i, g[i], lr, v, mu)
+
+
+@njit(cache=True, inline="always")
+def adam_at(p, i, gi, lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2):
+    mi = beta1 * m[i] + (1 - beta1) * gi
+    vi = beta2 * v[i] + (1 - beta2) * gi * gi
+    m[i] = mi
+    v[i] = vi
+    p[i] -= lr_t * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
 
 
 @njit(cache=True)
 def adam_step(p, g, n_weights, weight_decay, lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2):
-    for i in range(p.shape[0]):
-        gi = decayed(p, g, i, n_weights, weight_decay)
-        mi = beta1 * m[i] + (1 - beta1) * gi
-        vi = beta2 * v[i] + (1 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        p[i] -= lr_t * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
+    for i in range(n_weights):
+        adam_at(p, i, g[i] + weight_decay * p[i], lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2)
+    for i in range(n_weights, p.shape[0]):
+        adam_at(p, i, g[i], lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2)
 '''
 
 
@@ -259,7 +335,53 @@ def step_source(hidden, output, cost):
     return _HEAD + _ACTIVATIONS.format(
         hidden_sigma=hidden.cpu_sigma, hidden_prime=hidden.cpu_prime,
         output_sigma=output.cpu_sigma or "z", output_prime=output.cpu_prime or "1.0",
-        cost_term=cost.cpu_term, softmax=softmax, delta_prime=prime) + _STEP
+        cost_term=cost.cpu_term, softmax=softmax, delta_prime=prime) + _GEMMS + _STEP
+
+
+@intrinsic
+def cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc):
+    """cblas_?gemm(RowMajor, trans_a, trans_b, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+    through the function at `address`: an ILP64 cblas (64-bit sizes), as numpy's
+    wheels carry. Compiled into the caller, so numba can cache it; the address is
+    an argument, not a constant of the machine code."""
+    sig = types.void(address, trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        address, trans_a, trans_b, m, n, k, a_, lda, b_, ldb, c_, ldc = args
+        real = context.get_value_type(signature.args[6].dtype)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32, i64, i64, i64, real, real.as_pointer(), i64,
+                                               real.as_pointer(), i64, real, real.as_pointer(), i64])
+        fn = builder.inttoptr(address, fnty.as_pointer())
+
+        def data(i, value):
+            return context.make_array(signature.args[i])(context, builder, value).data
+
+        def int64(i, value):
+            return context.cast(builder, value, signature.args[i], types.int64)
+
+        builder.call(fn, [ir.Constant(i32, 101), builder.trunc(int64(1, trans_a), i32), builder.trunc(int64(2, trans_b), i32),
+                          int64(3, m), int64(4, n), int64(5, k), ir.Constant(real, 1.0), data(6, a_), int64(7, lda),
+                          data(8, b_), int64(9, ldb), ir.Constant(real, 0.0), data(10, c_), int64(11, ldc)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_gemm(dtype):
+    """The address of cblas_sgemm/dgemm (by dtype) in numpy's own BLAS, where it is
+    the ILP64 scipy-openblas of numpy's wheels; else 0 (the step calls np.dot)."""
+    from .machine import blas
+
+    path = blas()["blas_file"]
+    name = {"float32": "scipy_cblas_sgemm64_", "float64": "scipy_cblas_dgemm64_"}.get(np.dtype(dtype).name)
+    if not path or not name:
+        return 0
+    try:
+        return ctypes.cast(getattr(ctypes.CDLL(path), name), ctypes.c_void_p).value or 0
+    except (OSError, AttributeError):
+        return 0
 
 
 class TrainStep:
@@ -274,6 +396,7 @@ class TrainStep:
         self.dtype = np.dtype(net.dtype)
         real = self.dtype.type
         self.slopes = real(net.hidden.slope), real(net.output.slope)
+        self.gemm = numpy_gemm(self.dtype)
         self._rows = {}
 
     def __call__(self, x, y, labels, hits):
@@ -288,7 +411,8 @@ class TrainStep:
             cut = buf.rows(n)
             rows = self._rows[n] = buf, tuple(cut.z), tuple(cut.a), tuple(cut.delta)
         _, Z, A, D = rows
-        cost = self.kernel(x, y, labels, hits, net.params, net.grads, self.layers, Z, A, D, *self.slopes, 1.0 / n)
+        cost = self.kernel(x, y, labels, hits, net.params, net.grads, self.layers, Z, A, D, *self.slopes, 1.0 / n,
+                           self.gemm)
         net._out, net._trained = None, None  # what the reference leaves for batch_cost/backward is not here
         return self.dtype.type(cost)  # in the network's dtype, as batch_cost's: the loop's running sums are
 
@@ -299,6 +423,12 @@ def train_step(net):
         return None
     source = step_source(net.hidden, net.output, net.cost)
     return None if source is None else TrainStep(net, _load(source).train_step)
+
+
+def gather_scaled(X, rows, scale, out):
+    """out = X[rows] × scale in one pass (X uint8, as stored)."""
+    _load(_HEAD + _OPTIMIZERS).gather_scaled(X, rows, scale, out)
+    return out
 
 
 def update(name):

@@ -65,6 +65,24 @@ def test_compiled_step_is_the_reference_step(hidden, output, cost, dtype):
         assert np.abs(net.grads).max() > 0
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_both_gemm_routes_give_the_reference(dtype):
+    """numpy's own cblas (the address jit.numpy_gemm finds in numpy's wheels), and
+    numba's np.dot where there is none: the same gradients."""
+    sizes = [9, 7, 5, 3]
+    kw = dict(hidden="relu", output="softmax", cost="log_likelihood", dtype=dtype, seed=2)
+    ref, net = Network(sizes, **kw), Network(sizes, **kw)
+    X, Y, labels = _batch(dtype, 17, sizes, "softmax")
+    want = reference_step(ref, X, Y, labels, np.zeros(17, bool))
+    step = step_of(net)
+    assert step.gemm == jit.numpy_gemm(dtype) and (step.gemm != 0) == ("scipy_openblas64" in str(get_backend("numpy").describe()["blas_file"]))
+    for route in {step.gemm, 0}:
+        step.gemm = route
+        net.grads.fill(np.nan)
+        assert np.allclose(step(X, Y, labels, np.zeros(17, bool)), want, **TOL[dtype])
+        assert np.allclose(net.grads, ref.grads, **TOL[dtype]), route
+
+
 def test_what_the_kernels_cannot_take_runs_the_reference():
     class Swish(activations.Activation):
         name = "swish"  # no cpu_sigma

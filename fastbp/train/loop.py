@@ -100,12 +100,14 @@ class Batches:
                 r, x, y, lab = raw, scaled, Y, labels
             else:
                 r, x, y, lab = raw[:m], scaled[:m], Y[:m], labels[:m]
-            xp.take(d.X, rows, axis=0, out=r)
             xp.take(d.Y, rows, axis=0, out=y)
             xp.take(d.labels, rows, axis=0, out=lab)
-            if self.shift is not None:
+            if self.shift is None:
+                bk.gather_scaled(d.X, rows, d.scale, r, x)
+            else:  # moved as stored, then scaled
+                xp.take(d.X, rows, axis=0, out=r)
                 self.shift(r, i)
-            bk.scale(r, d.scale, out=x)
+                bk.scale(r, d.scale, out=x)
             for t in range(last - first):
                 if (t + 1) * R <= m:
                     yield (first + t, *full[t])
