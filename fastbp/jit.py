@@ -413,7 +413,9 @@ class TrainStep:
         _, Z, A, D = rows
         cost = self.kernel(x, y, labels, hits, net.params, net.grads, self.layers, Z, A, D, *self.slopes, 1.0 / n,
                            self.gemm)
-        net._out, net._trained = None, None  # what the reference leaves for batch_cost/backward is not here
+        # The network as its training forward pass leaves it (but the softmax's log_norm):
+        # a_out, batch_cost and backward read these buffers.
+        net._out, net._trained, net._dropped = (Z[-1], A[-1], None), n, False
         return self.dtype.type(cost)  # in the network's dtype, as batch_cost's: the loop's running sums are
 
 

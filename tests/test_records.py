@@ -20,6 +20,7 @@ class Softsign(activations.Activation):
     name, sklearn, onnx_op = "softsign", "softsign", "Softsign"
     cuda_sigma = "z / ((real)1 + fabs(z))"
     cuda_prime = "((real)1 - fabs(a)) * ((real)1 - fabs(a))"
+    cpu_sigma, cpu_prime = "z / (1 + abs(z))", "(1 - abs(a)) * (1 - abs(a))"
 
     def forward(self, bk, z, out):
         xp = bk.xp
@@ -127,6 +128,27 @@ def test_a_new_activation_is_in_the_kernels_source_and_fused(records):
     X, Y = _data()
     assert np.allclose(plain.gradient(X, Y), fused.gradient(X, Y), rtol=1e-12, atol=1e-14)
     assert "activation_grad" in bk.launches and "bias_activation" in bk.launches
+
+
+def test_a_new_activation_compiles_on_the_cpu_and_what_has_no_cpu_form_runs_numpy(records, monkeypatch):
+    pytest.importorskip("numba")  # the test extra installs it; tests/test_jit.py fails without it under CI
+    from fastbp import jit
+    from fastbp.backend import get_backend
+    from fastbp.train.loop import reference_step, step_of
+
+    monkeypatch.setattr(get_backend("numpy"), "jit", True)
+    kw = dict(hidden="softsign", output="softmax", cost="log_likelihood", dtype="float64", seed=2)
+    plain, compiled = Network([5, 4, 3], **kw), Network([5, 4, 3], **kw)
+    step = step_of(compiled)
+    assert isinstance(step, jit.TrainStep) and "return z / (1 + abs(z))" in jit.step_source(compiled.hidden, compiled.output, compiled.cost)
+    X, Y = _data()
+    labels = Y.argmax(axis=1)
+    want = reference_step(plain, X, Y, labels, np.zeros(9, bool))
+    assert np.isclose(step(X, Y, labels, np.zeros(9, bool)), want, rtol=1e-12)
+    assert np.allclose(plain.grads, compiled.grads, rtol=1e-12, atol=1e-14)
+    for hidden, cost, output in (("bent", "log_likelihood", "softmax"), ("tanh", "absolute", "identity")):
+        net = Network([5, 4, 3], hidden=hidden, output=output, cost=cost)
+        assert jit.train_step(net) is None and step_of(net).func is reference_step
 
 
 def test_records_without_a_kernel_run_unfused(records):

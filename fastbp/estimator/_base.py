@@ -38,6 +38,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, validate_data
 
+from .. import jit
 from ..backend import BACKENDS, get_backend
 from ..errors import HealthWarning
 from ..nn import activations, optim
@@ -421,6 +422,11 @@ class BaseFastBP(BaseEstimator, ABC):
         # Dense shuffled rows are gathered for several batches at once (as
         # loop.Batches does), each batch a view: the same rows, fewer calls.
         chunk = batch_size * max(1, net.bk.gather_rows // batch_size) if self.shuffle and not hasattr(Xd, "tocsr") else 0
+        # forward and BP1-BP4 as one compiled call where the backend has one (jit.py);
+        # its cost and hits go to scratch: the loss is scikit-learn's, from a^L
+        compiled = jit.train_step(net) if net.bk.jit and swd is None and not hasattr(Xd, "tocsr") else None
+        if compiled is not None:
+            labels, hits = np.zeros(batch_size, np.int64), np.zeros(batch_size, bool)
         for start in range(0, n_samples, batch_size):
             batch = slice(start, min(start + batch_size, n_samples))
             rows = order[batch] if self.shuffle else batch
@@ -438,9 +444,13 @@ class BaseFastBP(BaseEstimator, ABC):
                 Xb, Yb = Xc[at : at + n_rows], Yc[at : at + n_rows]
             else:
                 Xb, Yb = Xd[rows], Yd[rows]
-            net.forward(Xb, train=True)
-            accumulated = accumulated + self._loss(net, Yb, swb, sw_sum) * n_rows
-            net.backward(Xb, Yb, swb)
+            if compiled is not None:
+                compiled(Xb, Yb, labels[:n_rows], hits[:n_rows])
+                accumulated = accumulated + self._loss(net, Yb, swb, sw_sum) * n_rows
+            else:
+                net.forward(Xb, train=True)
+                accumulated = accumulated + self._loss(net, Yb, swb, sw_sum) * n_rows
+                net.backward(Xb, Yb, swb)
             solver.step(self.alpha / sw_sum)  # the L2 term's gradient, alpha/Σw · W
         return float(accumulated) / n_samples
 
