@@ -249,7 +249,10 @@ class NumpyBackend(Backend):
         if self.jit:  # the compiled step's GEMMs are another library's
             from importlib.metadata import version
 
-            info.update(jit=f"numba {version('numba')}", **machine.jit_blas())
+            from . import jit
+
+            info["jit"] = f"numba {version('numba')}"
+            info.update({"jit_blas": "numpy's (the blas above)"} if jit.numpy_gemm("float32") else machine.jit_blas())
         else:
             info["jit"] = "off (numpy's calls; pip install 'fastbp[jit]' compiles the step)"
         return info

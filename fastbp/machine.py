@@ -104,9 +104,10 @@ def _blas(native=False):
 
 
 def jit_blas():
-    """The BLAS under jit.py's compiled step: numba's np.dot calls
-    scipy.linalg.cython_blas, so scipy's library (its own OpenBLAS in the
-    wheels: another version, another thread pool than numpy's)."""
+    """The BLAS under jit.py's compiled step where numpy's own is not reachable
+    (jit.numpy_gemm): numba's np.dot calls scipy.linalg.cython_blas, so scipy's
+    library (its own OpenBLAS in the wheels: another version, another thread
+    pool than numpy's)."""
     try:
         import scipy.linalg.cython_blas  # noqa: F401 (loads it, for threadpoolctl to see)
         from threadpoolctl import threadpool_info
