@@ -117,10 +117,12 @@ def gemm_nn(gemm, a, b, out):  # out = a b
 # compute it, over the same buffers (rows: samples; W^l is (n_out, n_in)).
 _STEP = '''
 @njit(cache=True)
-def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope, output_slope, inv_n, gemm):
+def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, M, F, drop, keep, hidden_slope, output_slope, inv_n, gemm):
     """One batch: forward, summed cost (returned), hits[r] = argmax a^L_r == labels[r],
     and grads = ∂C/∂params of the mean cost. layers[l] = (w_at, n_out, n_in, b_at);
-    gemm: the address of numpy's own cblas GEMM for this dtype (0: numba's np.dot)."""
+    gemm: the address of numpy's own cblas GEMM for this dtype (0: numba's np.dot).
+    drop > 0: inverted dropout; M[l] holds uniform draws for hidden layer l, made
+    its mask (0, or keep = 1/(1 − drop)), and F[l] = A[l] ⊙ M[l] is what the layer feeds."""
     n, L = x.shape[0], layers.shape[0]
     cost = 0.0
     a_prev = x
@@ -135,6 +137,13 @@ def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope,
                     t = z[r, j] + b[j]
                     z[r, j] = t
                     a[r, j] = hidden_sigma(t, hidden_slope)
+            if drop > 0:
+                mask, fed = M[l], F[l]
+                for r in range(n):
+                    for j in range(n_out):
+                        mask[r, j] = keep if mask[r, j] >= drop else 0.0
+                        fed[r, j] = a[r, j] * mask[r, j]
+                a = fed
         else:
             d = D[l]
             for r in range(n):
@@ -185,11 +194,16 @@ def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, hidden_slope,
         if l == 0:
             gemm_tn(gemm, d, x, gW)
             break
-        gemm_tn(gemm, d, A[l - 1], gW)
+        gemm_tn(gemm, d, F[l - 1] if drop > 0 else A[l - 1], gW)
         # BP2: δ^{l−1} = ((W^l)ᵀ δ^l) ⊙ σ'(z^{l−1})
         W = params[w_at : w_at + n_out * n_in].reshape((n_out, n_in))
         below, z, a = D[l - 1], Z[l - 1], A[l - 1]
         gemm_nn(gemm, d, W, below)
+        if drop > 0:
+            mask = M[l - 1]
+            for r in range(n):
+                for j in range(n_in):
+                    below[r, j] *= mask[r, j]
         for r in range(n):
             for j in range(n_in):
                 below[r, j] *= hidden_prime(z[r, j], a[r, j], hidden_slope)
@@ -397,6 +411,7 @@ class TrainStep:
         real = self.dtype.type
         self.slopes = real(net.hidden.slope), real(net.output.slope)
         self.gemm = numpy_gemm(self.dtype)
+        self.drop = real(net.dropout), real(1.0 / (1.0 - net.dropout))  # as numpy rounds them
         self._rows = {}
 
     def __call__(self, x, y, labels, hits):
@@ -409,20 +424,23 @@ class TrainStep:
         buf = net.buffers(n, train=True)
         if rows is None or rows[0] is not buf:
             cut = buf.rows(n)
-            rows = self._rows[n] = buf, tuple(cut.z), tuple(cut.a), tuple(cut.delta)
-        _, Z, A, D = rows
-        cost = self.kernel(x, y, labels, hits, net.params, net.grads, self.layers, Z, A, D, *self.slopes, 1.0 / n,
-                           self.gemm)
+            Z, A = tuple(cut.z), tuple(cut.a)
+            # one mask and fed array per layer (the last: a stand-in the kernel never reads)
+            M, F = (tuple(cut.mask) + A[-1:], tuple(cut.dropped) + A[-1:]) if net.dropout else (A, A)
+            rows = self._rows[n] = buf, cut, Z, A, tuple(cut.delta), M, F
+        _, cut, Z, A, D, M, F = rows
+        for l in range(len(cut.mask)):  # the reference's draws, in its order
+            net.draw_mask(cut, l)
+        cost = self.kernel(x, y, labels, hits, net.params, net.grads, self.layers, Z, A, D, M, F, *self.drop,
+                           *self.slopes, 1.0 / n, self.gemm)
         # The network as its training forward pass leaves it (but the softmax's log_norm):
         # a_out, batch_cost and backward read these buffers.
-        net._out, net._trained, net._dropped = (Z[-1], A[-1], None), n, False
+        net._out, net._trained, net._dropped = (Z[-1], A[-1], None), n, bool(net.dropout)
         return self.dtype.type(cost)  # in the network's dtype, as batch_cost's: the loop's running sums are
 
 
 def train_step(net):
-    """The compiled step of this network, or None (dropout, or a record without CPU forms)."""
-    if net.dropout:
-        return None
+    """The compiled step of this network, or None (a record without CPU forms)."""
     source = step_source(net.hidden, net.output, net.cost)
     return None if source is None else TrainStep(net, _load(source).train_step)
 

@@ -83,13 +83,38 @@ def test_both_gemm_routes_give_the_reference(dtype):
         assert np.allclose(net.grads, ref.grads, **TOL[dtype]), route
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("share", [None, (3, 20)])
+def test_compiled_dropout_is_the_reference_dropout(dtype, share):
+    """The same masks (the reference's draws, in its order; with share, this process's rows of
+    a batch split over processes), the same gradients."""
+    sizes = [9, 8, 7, 3]
+    kw = dict(hidden="sigmoid", output="softmax", cost="log_likelihood", dtype=dtype, seed=2, dropout=0.3)
+    ref, net = Network(sizes, **kw), Network(sizes, **kw)
+    for m in (ref, net):
+        m.seed_dropout([5, 0, 1])
+        m.drop_share = share
+    step = step_of(net)
+    assert isinstance(step, jit.TrainStep)
+    for n in (11, 11, 4):
+        X, Y, labels = _batch(dtype, n, sizes, "softmax", seed=n)
+        want = reference_step(ref, X, Y, labels, np.zeros(n, bool))
+        got = step(X, Y, labels, np.zeros(n, bool))
+        assert np.allclose(got, want, **TOL[dtype])
+        assert np.allclose(net.grads, ref.grads, **TOL[dtype])
+        rows_ref, rows_net = ref.buffers(n).rows(n), net.buffers(n).rows(n)
+        for l in range(2):
+            assert np.array_equal(rows_ref.mask[l], rows_net.mask[l])  # the same draws, made the same mask
+            assert set(np.unique(rows_net.mask[l])) <= {0, np.dtype(dtype).type(1 / 0.7)}
+            assert np.allclose(rows_ref.dropped[l], rows_net.dropped[l], **TOL[dtype])
+
+
 def test_what_the_kernels_cannot_take_runs_the_reference():
     class Swish(activations.Activation):
         name = "swish"  # no cpu_sigma
 
     net = Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood")
     assert jit.step_source(Swish(), net.output, net.cost) is None
-    assert jit.train_step(Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood", dropout=0.5)) is None
     # float64 inputs for a float32 network: the reference, which casts
     X, Y, labels = _batch("float64", 6, [5, 4, 3], "softmax")
     ref = Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood")

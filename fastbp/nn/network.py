@@ -224,21 +224,28 @@ class Network:
 
     def _drop(self, rows, l, a):
         xp, p = self.xp, self.dropout
+        mask = self.draw_mask(rows, l)
+        xp.greater_equal(mask, p, out=mask)  # keep with probability 1 − p
+        xp.multiply(mask, 1.0 / (1.0 - p), out=mask)  # inverted: E[a ⊙ mask] = a
+        return xp.multiply(a, mask, out=rows.dropped[l])
+
+    def draw_mask(self, rows, l):
+        """Uniform draws in [0, 1) into hidden layer l's mask, the batch's next from
+        the dropout generator (with drop_share, this process's rows of the draws
+        for the whole batch). Returns the mask."""
         if self._drop_rng is None:
             self.seed_dropout(0)
-        mask, dropped = rows.mask[l], rows.dropped[l]
+        mask = rows.mask[l]
         if self.drop_share is None:
             self.bk.random(self._drop_rng, mask)
         else:
             lo, total = self.drop_share
             full = self._full_masks.get((l, total))
             if full is None:
-                full = self._full_masks[(l, total)] = xp.empty((total, mask.shape[1]), mask.dtype)
+                full = self._full_masks[(l, total)] = self.xp.empty((total, mask.shape[1]), mask.dtype)
             self.bk.random(self._drop_rng, full)
             mask[...] = full[lo : lo + mask.shape[0]]
-        xp.greater_equal(mask, p, out=mask)  # keep with probability 1 − p
-        xp.multiply(mask, 1.0 / (1.0 - p), out=mask)  # inverted: E[a ⊙ mask] = a
-        return xp.multiply(a, mask, out=dropped)
+        return mask
 
     def backward(self, X, Y, sample_weight=None):
         """Backpropagate over the batch whose forward pass just ran.

@@ -10,7 +10,7 @@ X = rng.random((B, sizes[0])).astype(np.float32); lab = rng.integers(0, 10, B); 
 nets = {}
 for name, jit in (("compiled", True), ("numpy", False)):
     bk.jit = jit
-    net = Network(sizes, hidden="relu", output="softmax", cost="log_likelihood"); opt = optim.make("momentum", net)
+    net = Network(sizes, hidden="relu", output="softmax", cost="log_likelihood", dropout=float(sys.argv[4]) if len(sys.argv) > 4 else 0.0); opt = optim.make("momentum", net)
     nets[name] = (net, opt, step_of(net))
 hits = np.zeros(B, bool)
 res = {k: [] for k in nets}
