@@ -32,6 +32,7 @@ import numpy as np
 
 from . import kernels
 from .errors import BackendError
+from .nn.activations import Softmax
 
 try:  # numba is the jit extra: without it, nothing here is called (backend.jit is False)
     from llvmlite import ir
@@ -40,7 +41,6 @@ try:  # numba is the jit extra: without it, nothing here is called (backend.jit 
 except ImportError:
     def intrinsic(f):
         return f
-from .nn.activations import Softmax
 
 _HEAD = """\
 import math
@@ -50,32 +50,14 @@ import numpy as np
 from numba import njit
 """
 
-_ACTIVATIONS = """
+# σ, σ' and the cost's term, each a one-line function numba inlines
+_ACTIVATIONS = "".join(f"""
 @njit(cache=True, inline="always")
-def hidden_sigma(z, slope):
-    return {hidden_sigma}
+def {name}({args}):
+    return {{{name}}}
 
-
-@njit(cache=True, inline="always")
-def hidden_prime(z, a, slope):
-    return {hidden_prime}
-
-
-@njit(cache=True, inline="always")
-def output_sigma(z, slope):
-    return {output_sigma}
-
-
-@njit(cache=True, inline="always")
-def output_prime(z, a, slope):
-    return {output_prime}
-
-
-@njit(cache=True, inline="always")
-def cost_term(z, a, y, log_norm):
-    return {cost_term}
-
-
+""" for name, args in (("hidden_sigma", "z, slope"), ("hidden_prime", "z, a, slope"), ("output_sigma", "z, slope"),
+                       ("output_prime", "z, a, slope"), ("cost_term", "z, a, y, log_norm"))) + """
 SOFTMAX = {softmax}  # the output is a softmax: a row at a time, its ln Σ e^z kept for the cost
 DELTA_PRIME = {delta_prime}  # BP1 keeps σ'(z^L) (the quadratic cost); else it cancels: δ^L = a − y
 """
@@ -223,17 +205,10 @@ def gather_scaled(X, rows, scale, out):
             dst[j] = src[j]  # the exact cast, then the multiply in out's dtype: numpy's values
             dst[j] *= scale
 
+
 @njit(cache=True, inline="always")
 def sgd_at(p, i, gi, lr):
     p[i] -= lr * gi
-
-
-@njit(cache=True)
-def sgd_step(p, g, n_weights, weight_decay, lr):
-    for i in range(n_weights):
-        sgd_at(p, i, g[i] + weight_decay * p[i], lr)
-    for i in range(n_weights, p.shape[0]):
-        sgd_at(p, i, g[i], lr)
 
 
 @njit(cache=True, inline="always")
@@ -241,14 +216,6 @@ def momentum_at(p, i, gi, lr, v, mu):
     vi = mu * v[i] - lr * gi
     v[i] = vi
     p[i] += vi
-
-
-@njit(cache=True)
-def momentum_step(p, g, n_weights, weight_decay, lr, v, mu):
-    for i in range(n_weights):
-        momentum_at(p, i, g[i] + weight_decay * p[i], lr, v, mu)
-    for i in range(n_weights, p.shape[0]):
-        momentum_at(p, i, g[i], lr, v, mu)
 
 
 @njit(cache=True, inline="always")
@@ -259,14 +226,6 @@ def nesterov_at(p, i, gi, lr, v, mu):
     p[i] += mu * vi - step
 
 
-@njit(cache=True)
-def nesterov_step(p, g, n_weights, weight_decay, lr, v, mu):
-    for i in range(n_weights):
-        nesterov_at(p, i, g[i] + weight_decay * p[i], lr, v, mu)
-    for i in range(n_weights, p.shape[0]):
-        nesterov_at(p, i, g[i], lr, v, mu)
-
-
 @njit(cache=True, inline="always")
 def adam_at(p, i, gi, lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2):
     mi = beta1 * m[i] + (1 - beta1) * gi
@@ -274,15 +233,16 @@ def adam_at(p, i, gi, lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2):
     m[i] = mi
     v[i] = vi
     p[i] -= lr_t * mi / (math.sqrt(vi) * inv_sqrt_bc2 + eps)
-
+''' + "".join(f"""
 
 @njit(cache=True)
-def adam_step(p, g, n_weights, weight_decay, lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2):
-    for i in range(n_weights):
-        adam_at(p, i, g[i] + weight_decay * p[i], lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2)
+def {name}_step(p, g, n_weights, weight_decay, {args}):
+    for i in range(n_weights):  # the weights, decayed
+        {name}_at(p, i, g[i] + weight_decay * p[i], {args})
     for i in range(n_weights, p.shape[0]):
-        adam_at(p, i, g[i], lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2)
-'''
+        {name}_at(p, i, g[i], {args})
+""" for name, args in (("sgd", "lr"), ("momentum", "lr, v, mu"), ("nesterov", "lr, v, mu"),
+                       ("adam", "lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2")))
 
 
 def wanted():

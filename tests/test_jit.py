@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from fastbp import jit, kernels
+from fastbp import jit
 from fastbp.backend import NumpyBackend, get_backend
 from fastbp.errors import BackendError
 from fastbp.nn import activations, costs, optim
@@ -121,25 +121,6 @@ def test_what_the_kernels_cannot_take_runs_the_reference():
     hits = np.zeros(6, bool)
     assert np.allclose(step_of(net)(X, Y, labels, hits), reference_step(ref, X, Y, labels, hits.copy()))
     assert np.array_equal(net.grads, ref.grads)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name", sorted(kernels.OPTIMIZER_KERNELS))
-def test_compiled_update_is_the_optimizer_step(name, dtype, monkeypatch):
-    nets = [Network([7, 5, 3], dtype=dtype, seed=4) for _ in range(2)]
-    opts = [optim.make(name, nets[0], weight_decay=0.01)]
-    monkeypatch.setattr(get_backend("numpy"), "jit", False)
-    opts.append(optim.make(name, nets[1], weight_decay=0.01))
-    assert opts[0]._fused is not None and opts[1]._fused is None
-    rng = np.random.default_rng(5)
-    for _ in range(5):
-        g = rng.standard_normal(nets[0].n_params).astype(dtype)
-        for net, opt in zip(nets, opts):
-            net.grads[...] = g
-            opt.step(0.03)
-    assert np.allclose(nets[0].params, nets[1].params, **TOL[dtype])
-    for key, value in opts[1].state().items():
-        assert np.allclose(opts[0].state()[key], value, **TOL[dtype]), key
 
 
 def _digits(batch):

@@ -16,7 +16,7 @@ import pytest
 from gpu_emulation import SIGNATURES, EmulatedCupy
 
 from fastbp import kernels
-from fastbp.backend import NumpyBackend
+from fastbp.backend import NumpyBackend, get_backend
 from fastbp.nn.fused import FusedLayers
 from fastbp.nn import activations, costs, gradcheck, optim
 from fastbp.nn.network import Network
@@ -213,9 +213,16 @@ def test_an_activation_no_kernel_knows_runs_unfused():
 @pytest.mark.usefixtures("numpy_reference")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", sorted(kernels.OPTIMIZER_KERNELS))
-def test_fused_optimizer_step_is_the_unfused_step(name, dtype):
-    nets = [Network([7, 5, 3], dtype=dtype, seed=4, backend=b) for b in ("numpy", EmulatedCupy())]
-    opts = [optim.make(name, net, weight_decay=0.01) for net in nets]
+@pytest.mark.parametrize("engine", ["cuda", "jit"])
+def test_fused_optimizer_step_is_the_unfused_step(name, dtype, engine, monkeypatch):
+    """The CUDA kernel (emulated) and jit.py's compiled twin against optim.py's ufuncs."""
+    nets = [Network([7, 5, 3], dtype=dtype, seed=4)]
+    opts = [optim.make(name, nets[0], weight_decay=0.01)]
+    if engine == "jit":
+        pytest.importorskip("numba")  # the test extra installs it; tests/test_jit.py fails without it under CI
+        monkeypatch.setattr(get_backend("numpy"), "jit", True)
+    nets.append(Network([7, 5, 3], dtype=dtype, seed=4, backend=EmulatedCupy() if engine == "cuda" else "numpy"))
+    opts.append(optim.make(name, nets[1], weight_decay=0.01))
     assert opts[0]._fused is None and opts[1]._fused is not None
     rng = np.random.default_rng(5)
     for _ in range(5):
@@ -223,7 +230,7 @@ def test_fused_optimizer_step_is_the_unfused_step(name, dtype):
         for net, opt in zip(nets, opts):
             net.grads[...] = g
             opt.step(0.03)
-    assert nets[1].bk.launches == [kernels.OPTIMIZER_KERNELS[name]] * 5
+    assert engine == "jit" or nets[1].bk.launches == [kernels.OPTIMIZER_KERNELS[name]] * 5
     assert np.allclose(nets[0].params, nets[1].params, **TOL[dtype])
     assert opts[0].state().keys() == opts[1].state().keys()
     for key, value in opts[0].state().items():
