@@ -223,7 +223,8 @@ class NumpyBackend(Backend):
         if self.jit and X.dtype == np.uint8 and X.flags.c_contiguous and out.flags.c_contiguous:
             from . import jit
 
-            return jit.gather_scaled(X, rows, scale, out)  # one pass, raw not needed
+            if jit.gather_scaled(X, rows, scale, out) is not None:  # one pass, raw not needed
+                return out
         return super().gather_scaled(X, rows, scale, raw, out)
 
     def relu(self, z, out):

@@ -26,6 +26,7 @@ import importlib.util
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -245,10 +246,15 @@ def {name}_step(p, g, n_weights, weight_decay, {args}):
                        ("adam", "lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2")))
 
 
+def _mode():
+    return os.environ.get("FASTBP_JIT", "").strip().lower() or "auto"
+
+
 def wanted():
     """Does the numpy backend use these? FASTBP_JIT: unset or 'auto', where
-    numba imports; '1' always (an error without it); '0' never."""
-    mode = os.environ.get("FASTBP_JIT", "").strip().lower() or "auto"
+    numba is installed; '1' always (an error without it); '0' never. (Whether
+    it imports is seen when it is first needed: importing it costs 0.3 s.)"""
+    mode = _mode()
     if mode in ("0", "off", "false", "no"):
         return False
     found = importlib.util.find_spec("numba") is not None
@@ -265,7 +271,8 @@ def wanted():
 def _folder():
     from .data.locate import cache_dir
 
-    for folder in (cache_dir() / "jit", Path(tempfile.gettempdir()) / f"fastbp-jit-{os.getuid()}"):
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    for folder in (cache_dir() / "jit", Path(tempfile.gettempdir()) / f"fastbp-jit-{user}"):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             if os.access(folder, os.W_OK):
@@ -276,10 +283,16 @@ def _folder():
 
 
 _modules = {}
+_broken = []  # why numba does not import, once seen: the numpy code runs from then on
 
 
 def _load(source):
-    """The module of this source, written once to a file named by its hash (numba caches beside it)."""
+    """The module of this source, written once to a file named by its hash (numba
+    caches beside it); None where numba is installed but does not import (a numba
+    too old for this numpy, say): a warning says so once, or, with FASTBP_JIT=1,
+    a BackendError."""
+    if _broken:
+        return None
     digest = hashlib.sha256(source.encode()).hexdigest()[:20]
     module = _modules.get(digest)
     if module is None:
@@ -290,8 +303,17 @@ def _load(source):
             os.replace(tmp, path)  # whole or not at all: another process may be reading it
         spec = importlib.util.spec_from_file_location(f"fastbp_jit_{digest}", path)
         module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError as exc:
+            why = f"numba is installed but does not import ({type(exc).__name__}: {exc})"
+            if _mode() in ("1", "on", "true", "yes"):
+                raise BackendError(f"FASTBP_JIT=1 asks for the compiled CPU step, and {why}") from None
+            _broken.append(why)
+            warnings.warn(f"{why}: the numpy code runs (FASTBP_JIT=0 says so without this warning)", RuntimeWarning,
+                          stacklevel=3)
+            return None
         sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
         _modules[digest] = module
     return module
 
@@ -402,12 +424,16 @@ class TrainStep:
 def train_step(net):
     """The compiled step of this network, or None (a record without CPU forms)."""
     source = step_source(net.hidden, net.output, net.cost)
-    return None if source is None else TrainStep(net, _load(source).train_step)
+    module = None if source is None else _load(source)
+    return None if module is None else TrainStep(net, module.train_step)
 
 
 def gather_scaled(X, rows, scale, out):
-    """out = X[rows] × scale in one pass (X uint8, as stored)."""
-    _load(_HEAD + _OPTIMIZERS).gather_scaled(X, rows, scale, out)
+    """out = X[rows] × scale in one pass (X uint8, as stored); None where numba does not import."""
+    module = _load(_HEAD + _OPTIMIZERS)
+    if module is None:
+        return None
+    module.gather_scaled(X, rows, scale, out)
     return out
 
 
@@ -417,7 +443,10 @@ def update(name):
     fname = kernels.OPTIMIZER_KERNELS.get(name)  # the CUDA kernels' names, here too
     if fname is None:
         return None
-    kernel = getattr(_load(_HEAD + _OPTIMIZERS), fname)
+    module = _load(_HEAD + _OPTIMIZERS)
+    if module is None:
+        return None
+    kernel = getattr(module, fname)
 
     def step(p, g, n_weights, weight_decay, *args):
         real = p.dtype.type

@@ -201,6 +201,28 @@ def test_fastbp_jit_1_without_numba_is_one_clear_error(monkeypatch):
         jit.wanted()
 
 
+def test_a_numba_that_does_not_import_runs_the_numpy_code_with_one_warning(tmp_path, monkeypatch):
+    """A numba too old for the installed numpy fails at import: the numpy code runs, and the
+    warning says why once; with FASTBP_JIT=1 it is an error."""
+    monkeypatch.setattr(jit, "_folder", lambda: tmp_path)
+    monkeypatch.setattr(jit, "_modules", {})
+    monkeypatch.setattr(jit, "_broken", [])
+    monkeypatch.setattr(jit, "_HEAD", jit._HEAD + "import fastbp_no_such_module\n")
+    monkeypatch.setenv("FASTBP_JIT", "1")
+    net = Network([5, 4, 3], hidden="relu", output="softmax", cost="log_likelihood")
+    with pytest.raises(BackendError, match=r"^FASTBP_JIT=1 asks for the compiled CPU step, and numba is installed but "
+                                           r"does not import \(ModuleNotFoundError: No module named 'fastbp_no_such_module'\)$"):
+        jit.train_step(net)
+    monkeypatch.setenv("FASTBP_JIT", "auto")
+    with pytest.warns(RuntimeWarning, match=r"does not import .*: the numpy code runs") as said:
+        assert jit.train_step(net) is None
+    assert len(said) == 1 and jit.update("momentum") is None and step_of(net).func is reference_step
+    X = np.arange(12, dtype=np.uint8).reshape(4, 3)
+    out, raw = np.empty((2, 3), np.float32), np.empty((2, 3), np.uint8)
+    get_backend("numpy").gather_scaled(X, np.array([3, 1]), np.float32(0.5), raw, out)
+    assert np.array_equal(out, X[[3, 1]] * np.float32(0.5))
+
+
 def test_the_generated_module_is_one_file_per_source(tmp_path, monkeypatch):
     monkeypatch.setattr(jit, "_folder", lambda: tmp_path)
     monkeypatch.setattr(jit, "_modules", {})
