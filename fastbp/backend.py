@@ -167,7 +167,7 @@ class NumpyBackend(Backend):
 
         self.xp = np
         self._expit = scipy.special.expit
-        self.jit = jit.wanted()  # FASTBP_JIT, else where numba imports
+        self.jit = jit.wanted()  # FASTBP_JIT, else where numba is installed
         self._zeros = {}  # (shape, dtype): an array of zeros, for relu
 
     def to_numpy(self, a):
