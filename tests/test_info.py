@@ -43,3 +43,14 @@ def test_a_forced_kernel_is_reported_and_warned_about():
         native = _info()["blas_kernel"]
         if native != "Sandybridge":
             assert f"(forces the Sandybridge kernel; this CPU's own is {native})" in info["blas_warning"]
+
+
+def test_info_says_whether_the_step_is_compiled_and_through_which_blas():
+    assert _info(FASTBP_JIT="0")["jit"] == "off (numpy's calls; pip install 'fastbp[jit]' compiles the step)"
+    info = _info(FASTBP_JIT="1")  # the test extra installs numba
+    assert info["jit"].startswith("numba ")
+    # numpy's wheels carry an ILP64 OpenBLAS whose cblas the step calls; elsewhere numba's np.dot and scipy's
+    if "scipy_openblas64" in info["blas_file"]:
+        assert info["jit_blas"] == "numpy's (the blas above)"
+    else:
+        assert info["jit_blas"] != info["blas"]
