@@ -293,9 +293,9 @@ def _load(source):
     a BackendError."""
     if _broken:
         return None
-    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
-    module = _modules.get(digest)
+    module = _modules.get(source)  # a str caches its hash: no sha256 per call (gather_scaled runs per chunk)
     if module is None:
+        digest = hashlib.sha256(source.encode()).hexdigest()[:20]
         path = _folder() / f"fastbp_jit_{digest}.py"
         if not path.exists():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -314,7 +314,7 @@ def _load(source):
                           stacklevel=3)
             return None
         sys.modules[spec.name] = module
-        _modules[digest] = module
+        _modules[source] = module
     return module
 
 

@@ -2,6 +2,9 @@ import time, statistics, sys
 from benchmarks import cases, contenders
 from fastbp.train import loop
 name = sys.argv[1]
+if "--np-dot" in sys.argv:  # the compiled step's GEMMs through numba's np.dot (scipy's BLAS), as first written
+    from fastbp import jit
+    jit.numpy_gemm = lambda dtype: 0
 spec = cases.CASES[name].spec
 a = contenders.FastbpNumpy(spec); b = contenders.FastbpNumpyPlain(spec)
 for r in (a, b): r.epoch()
