@@ -19,6 +19,12 @@ from .errors import BackendError
 BACKENDS = ("numpy", "cupy", "auto")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
+# Dropout's draws: SplitMix64 (Steele, Lea & Flood, OOPSLA 2014). Its draw i of
+# stream `key` is a pure function of (key, i), so a mask is made without the draws
+# before it (a resumed epoch, one rank's rows of a batch), bit for bit the same on
+# every backend and in jit.py: (γ, (shift, multiplier), (shift, multiplier), shift).
+SPLITMIX = (0x9E3779B97F4A7C15, (30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), 31)
+
 # Below this many elements one call to scipy's expit beats the four calls of
 # the tanh form (call overhead dominates); above it numpy's SIMD tanh wins.
 _EXPIT_MAX_SIZE = 4096
@@ -46,15 +52,45 @@ class Backend:
         raise NotImplementedError
 
     def rng(self, seed):
-        """Seeded generator living on the device (shuffles, dropout masks)."""
+        """Seeded generator living on the device (shuffles, image shifts)."""
         raise NotImplementedError
 
     def permutation(self, rng, n):
         return rng.permutation(n)
 
-    def random(self, rng, out):
-        """Fill `out` with uniform [0, 1) draws, in place."""
-        raise NotImplementedError
+    def uniform(self, key, start, out):
+        """Fill the 2-D `out` with uniform [0, 1) draws from SplitMix64's stream
+        `key` (a uint64 seed): row r from its outputs start + r·⌈w/2⌉ + 1, + 2, ...
+        (w: out's width), each output v giving two draws, the top 24 bits of its
+        two 32-bit halves: (v >> 40) / 2²⁴ and ((v >> 8) mod 2²⁴) / 2²⁴, exact in
+        float32 and float64."""
+        xp, (rows, w) = self.xp, out.shape
+        m = (w + 1) // 2
+        cache = vars(self).setdefault("_splitmix", {})
+        if (rows, m, out.dtype) not in cache:  # the state advances by γ an output: (1, 2, ...) γ, wrapping
+            if len(cache) > 16:
+                cache.clear()
+            steps = (xp.arange(1, rows * m + 1, dtype=xp.uint64) * xp.uint64(SPLITMIX[0])).reshape(rows, m)
+            cache[(rows, m, out.dtype)] = steps, xp.empty_like(steps), xp.empty_like(steps), xp.empty((rows, m, 2), out.dtype)
+        steps, x, t, pairs = cache[(rows, m, out.dtype)]
+        direct = w % 2 == 0 and out.flags.c_contiguous  # else through `pairs`
+        xp.add(steps, xp.uint64((key + start * SPLITMIX[0]) % 2**64), out=x)
+        for shift, multiplier in SPLITMIX[1:3]:
+            xp.right_shift(x, xp.uint64(shift), out=t)
+            xp.bitwise_xor(x, t, out=x)
+            xp.multiply(x, xp.uint64(multiplier), out=x)
+        xp.right_shift(x, xp.uint64(SPLITMIX[3]), out=t)
+        xp.bitwise_xor(x, t, out=x)
+        two = out.reshape(rows, m, 2) if direct else pairs
+        # 24-bit integers: through int64, whose conversion to floats is vectorised (uint64's is not)
+        xp.right_shift(x, xp.uint64(40), out=t)
+        xp.copyto(two[..., 0], t.view(xp.int64), casting="unsafe")
+        xp.right_shift(x, xp.uint64(8), out=t)
+        xp.bitwise_and(t, xp.uint64(2**24 - 1), out=t)
+        xp.copyto(two[..., 1], t.view(xp.int64), casting="unsafe")
+        if not direct:
+            xp.copyto(out, two.reshape(rows, 2 * m)[:, :w])
+        return xp.multiply(out, 2.0**-24, out=out)
 
     def integers(self, rng, high, n):
         """n integers drawn uniformly from [0, high)."""
@@ -179,8 +215,13 @@ class NumpyBackend(Backend):
     def rng(self, seed):
         return np.random.default_rng(seed)
 
-    def random(self, rng, out):
-        rng.random(out=out, dtype=out.dtype)
+    def uniform(self, key, start, out):
+        if self.jit:
+            from . import jit
+
+            if jit.uniform(key, start, out) is not None:  # one pass, no uint64 temporaries
+                return out
+        return super().uniform(key, start, out)
 
     def integers(self, rng, high, n):
         return rng.integers(0, high, n)
@@ -291,8 +332,6 @@ class CupyBackend(Backend):
     def rng(self, seed):
         return self._cupy.random.RandomState(_seed_int(seed))
 
-    def random(self, rng, out):
-        out[...] = rng.random_sample(out.shape, dtype=out.dtype)
 
     def integers(self, rng, high, n):
         return rng.randint(0, high, n)

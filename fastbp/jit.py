@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from . import kernels
+from .backend import SPLITMIX
 from .errors import BackendError
 from .nn.activations import Softmax
 
@@ -194,10 +195,31 @@ def train_step(x, y, labels, hits, params, grads, layers, Z, A, D, M, F, drop, k
     return cost
 '''
 
+# Dropout's draws (backend.uniform), as backend.SPLITMIX defines them.
+_GAMMA, (_S1, _M1), (_S2, _M2), _S3 = SPLITMIX
+_UNIFORM = f'''
+@njit(cache=True)
+def uniform(start, out):
+    rows, w = out.shape
+    m = (w + 1) // 2
+    for r in range(rows):
+        for k in range(m):
+            x = start + np.uint64(r * m + k + 1) * np.uint64({_GAMMA})
+            x ^= x >> np.uint64({_S1})
+            x *= np.uint64({_M1})
+            x ^= x >> np.uint64({_S2})
+            x *= np.uint64({_M2})
+            x ^= x >> np.uint64({_S3})
+            out[r, 2 * k] = (x >> np.uint64(40)) * 2.0**-24
+            if 2 * k + 1 < w:
+                out[r, 2 * k + 1] = ((x >> np.uint64(8)) & np.uint64(0xFFFFFF)) * 2.0**-24
+
+'''
+
 # kernels.OPTIMIZER's updates, one pass over the flat buffers each (two loops: the
 # weights, decayed, then the biases; a branch per element keeps LLVM from using SIMD).
 # And the batch's rows gathered and scaled in one pass (backend.gather_scaled).
-_OPTIMIZERS = '''
+_OPTIMIZERS = _UNIFORM + '''
 @njit(cache=True)
 def gather_scaled(X, rows, scale, out):
     for r in range(rows.shape[0]):
@@ -434,6 +456,15 @@ def gather_scaled(X, rows, scale, out):
     if module is None:
         return None
     module.gather_scaled(X, rows, scale, out)
+    return out
+
+
+def uniform(key, start, out):
+    """backend.uniform in one pass; None where numba does not import."""
+    module = _load(_HEAD + _OPTIMIZERS)
+    if module is None:
+        return None
+    module.uniform(np.uint64((key + start * SPLITMIX[0]) % 2**64), out)
     return out
 
 

@@ -216,7 +216,6 @@ def _refusals(bk):
         "norm 2 of a matrix": ("cuSOLVER", lambda: xp.linalg.norm(m, 2)),
         "svd": ("cuSOLVER", lambda: xp.linalg.svd(m)),
         "random module": ("cuRAND", lambda: xp.random.random(3)),
-        "backend draws": ("cuRAND", lambda: bk.random(rng, np.empty(3))),
         "backend permutation": ("cuRAND", lambda: bk.permutation(rng, 5)),
         "backend integers": ("cuRAND", lambda: bk.integers(rng, 5, 3)),
     }

@@ -360,3 +360,65 @@ def test_batch_cost_needs_a_forward_of_its_batch():
         net.batch_cost(Y)
     net.forward(np.ones((3, 4)))
     assert float(net.batch_cost(Y)) > 0
+
+
+# -- dropout's draws: SplitMix64, addressed by (stream, position) --------------------
+def _splitmix64(state, n):
+    """Steele, Lea & Flood's SplitMix64 in Python integers: its first n outputs from `state`."""
+    out = []
+    for _ in range(n):
+        state = (state + 0x9E3779B97F4A7C15) % 2**64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+        out.append(z ^ (z >> 31))
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("width", [6, 5])
+def test_dropout_draws_are_splitmix64_at_their_positions(numpy_reference, dtype, width):
+    """Row r of a draw holds outputs start + 3r + 1, 2, 3 of the stream (⌈width/2⌉ = 3), the
+    top 24 bits of each output's high and low halves."""
+    from fastbp.backend import get_backend
+
+    bk = get_backend("numpy")
+    assert [hex(v) for v in _splitmix64(0, 3)] == ["0xe220a8397b1dcdaf", "0x6e789e6aa1b965f4", "0x6c45d188009454f"]
+    key, start = 2**64 - 12345, (7 << 32) + 3  # the state wraps around 2^64
+    out = np.empty((4, width), dtype)
+    bk.uniform(key, start, out)
+    outputs = _splitmix64((key + start * 0x9E3779B97F4A7C15) % 2**64, 12)
+    draws = [d / 2**24 for v in outputs for d in (v >> 40, (v >> 8) % 2**24)]
+    assert out.tolist() == [draws[6 * r : 6 * r + width] for r in range(4)]  # exact: 24-bit fractions
+    tail = np.empty((2, width), dtype)[:, :width]
+    bk.uniform(key, start + 6, tail)  # rows 2 and 3 alone
+    assert np.array_equal(tail, out[2:])
+    strided = np.empty((4, 2 * width), dtype)[:, ::2]  # a view that is not C-contiguous
+    bk.uniform(key, start, strided)
+    assert np.array_equal(strided, out)
+
+
+def test_dropout_masks_resume_and_split_over_processes(numpy_reference):
+    """A resumed epoch's masks are the uninterrupted run's; a process holding rows lo:hi of a
+    batch draws exactly those rows of the whole batch's mask; each unit is kept with
+    probability 1 − p and scaled by 1/(1 − p)."""
+    kw = dict(hidden="relu", output="softmax", cost="log_likelihood", dtype="float64", dropout=0.3)
+    X = np.random.default_rng(0).standard_normal((400, 30))
+
+    def masks(net, x, n):
+        net.forward(x, train=True)
+        return [m.copy() for m in net.buffers(len(x)).rows(len(x)).mask[:n]]
+
+    whole = Network([30, 500, 40, 4], **kw)
+    whole.seed_dropout([1, 2, 1])
+    run = [masks(whole, X, 2) for _ in range(3)]
+    kept = run[0][0] != 0
+    assert abs(kept.mean() - 0.7) < 0.01 and np.allclose(run[0][0][kept], 1 / 0.7)
+    assert not np.array_equal(run[0][0], run[1][0]) and not np.array_equal(run[0][0][:, :40], run[0][1])
+    resumed = Network([30, 500, 40, 4], **kw)
+    resumed.seed_dropout([1, 2, 1], skip=2)
+    assert all(np.array_equal(a, b) for a, b in zip(masks(resumed, X, 2), run[2]))
+    part = Network([30, 500, 40, 4], **kw)
+    part.seed_dropout([1, 2, 1])
+    part.drop_share = (150, 400)
+    assert all(np.array_equal(a, b[150:275]) for a, b in zip(masks(part, X[150:275], 2), run[0]))

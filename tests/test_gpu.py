@@ -250,7 +250,7 @@ def test_dropout_masks_on_the_gpu():
     kept = masks[0] != 0
     assert abs(kept.mean() - 0.7) < 0.01 and np.allclose(masks[0][kept], 1 / 0.7)
     assert not np.array_equal(masks[0], masks[1])
-    net.seed_dropout(7, skip=2, rows=400)
+    net.seed_dropout(7, skip=2)
     net.forward(x, train=True)
     assert np.array_equal(bk.to_numpy(net._buf[True].rows(400).mask[0]), masks[2])
 

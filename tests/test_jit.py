@@ -235,3 +235,13 @@ def test_the_generated_module_is_one_file_per_source(tmp_path, monkeypatch):
     assert len(files) == 1 and files[0].startswith("fastbp_jit_") and (tmp_path / files[0]).read_text() == source
     for equation in ("# BP1", "# BP2", "# BP3", "# BP4"):
         assert equation in source
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_compiled_dropout_draws_are_the_numpy_draws(dtype):
+    bk = get_backend("numpy")
+    for key, start, shape in [(0, 0, (1, 1)), (2**64 - 5, (9 << 32) + 17, (33, 7)), (123456789, 2**63, (3, 40))]:
+        got, want = np.empty(shape, dtype), np.empty(shape, dtype)
+        assert jit.uniform(key, start, got) is got
+        NumpyBackend.__mro__[1].uniform(bk, key, start, want)  # Backend's array code
+        assert np.array_equal(got, want), (key, start, shape)

@@ -144,16 +144,15 @@ class Network:
             W[...] = self.xp.asarray(w0, dtype=self.dtype)
             b[...] = self.xp.asarray(b0, dtype=self.dtype)
         self._buf = {True: None, False: None}  # training and inference buffers
-        self._drop_rng = None
+        self._drop_key, self._drop_count = None, 0  # dropout's stream, and the masks drawn from it
         self._dropped = False  # did the last training forward pass apply dropout?
         # What the last forward passes left, for the calls that read them:
         self._out = None  # (z^L, a^L, log_norm or None) of the last forward, for batch_cost
         self._trained = None  # rows of the last training forward, for backward
         # Data parallelism: (lo, total) when a training batch is rows lo, lo+1, ... of a batch of
-        # `total` rows split over processes: the masks are drawn for all total rows, as one
-        # process would draw them, and this one keeps its rows.
+        # `total` rows split over processes: this process draws its rows' part of the masks
+        # one process would draw for all total rows.
         self.drop_share = None
-        self._full_masks = {}
 
     @property
     def n_layers(self):
@@ -168,17 +167,14 @@ class Network:
             buf = self._buf[train] = _Buffers(self.xp, self.sizes, n, self.dtype, train and self.dropout > 0)
         return buf
 
-    def seed_dropout(self, seed, skip=0, rows=0):
-        """Dropout masks come from this seeded device generator. `skip` batches
-        of `rows` rows had their masks drawn already (a resumed epoch): drawing
-        them again puts the generator where it was, exactly and on any backend,
-        with no generator state to save (cupy's exposes none)."""
-        self._drop_rng = self.bk.rng(seed)
-        if skip and self.dropout:
-            masks = self.buffers(rows, train=True).rows(rows).mask
-            for _ in range(skip):
-                for mask in masks:
-                    self.bk.random(self._drop_rng, mask)
+    def seed_dropout(self, seed, skip=0):
+        """Dropout masks come from SplitMix64's stream seeded by `seed` (an int or
+        a list of ints), mask k of a run from its outputs from k·2³² on
+        (backend.uniform). `skip` batches had their masks drawn already (a resumed
+        epoch): the next mask is found at once, on any backend, with no generator
+        state to save."""
+        self._drop_key = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0])
+        self._drop_count = skip * (self.n_layers - 1)
 
     # ------------------------------------------------------------------
     def forward(self, X, train=False, drop=True):
@@ -230,21 +226,15 @@ class Network:
         return xp.multiply(a, mask, out=rows.dropped[l])
 
     def draw_mask(self, rows, l):
-        """Uniform draws in [0, 1) into hidden layer l's mask, the batch's next from
-        the dropout generator (with drop_share, this process's rows of the draws
+        """Uniform draws in [0, 1) into hidden layer l's mask: the batch's next mask
+        of the dropout stream (with drop_share, this process's rows of the mask
         for the whole batch). Returns the mask."""
-        if self._drop_rng is None:
+        if self._drop_key is None:
             self.seed_dropout(0)
         mask = rows.mask[l]
-        if self.drop_share is None:
-            self.bk.random(self._drop_rng, mask)
-        else:
-            lo, total = self.drop_share
-            full = self._full_masks.get((l, total))
-            if full is None:
-                full = self._full_masks[(l, total)] = self.xp.empty((total, mask.shape[1]), mask.dtype)
-            self.bk.random(self._drop_rng, full)
-            mask[...] = full[lo : lo + mask.shape[0]]
+        lo = 0 if self.drop_share is None else self.drop_share[0]
+        self.bk.uniform(self._drop_key, (self._drop_count << 32) + lo * ((mask.shape[1] + 1) // 2), mask)
+        self._drop_count += 1
         return mask
 
     def backward(self, X, Y, sample_weight=None):

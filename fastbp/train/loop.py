@@ -189,10 +189,10 @@ def train_epoch(net, opt, lr_at, batches, state, *, clip_norm=0.0, progress=None
     `reduce` (data parallelism, fastbp.dist.mpi.Reducer): `batches` yields
     this rank's share of each batch; the gradient is summed over the ranks
     between backward and the optimiser step, the running sums at the end (and
-    at a stop); each rank draws the whole batch's dropout masks and keeps its
-    rows, so that the run does not depend on the number of ranks."""
+    at a stop); each rank draws its rows of the whole batch's dropout masks,
+    so that the run does not depend on the number of ranks."""
     bk, xp, epoch, B = net.bk, net.xp, state.epoch, batches.batch_size
-    net.seed_dropout([batches.seed, epoch, 1], skip=state.batch, rows=B)
+    net.seed_dropout([batches.seed, epoch, 1], skip=state.batch)
     # Each batch's cost and hits go into buffers, folded into the running sums
     # every TALLY batches (where the CPU checks the loss too), at progress
     # updates, at a stop and at the end: two calls fewer per step.
