@@ -220,13 +220,24 @@ def uniform(start, out):
 # weights, decayed, then the biases; a branch per element keeps LLVM from using SIMD).
 # And the batch's rows gathered and scaled in one pass (backend.gather_scaled).
 _OPTIMIZERS = _UNIFORM + '''
+from fastbp.jit import prefetch
+
+AHEAD = 4  # rows: each row's cache lines are asked for while the rows before it are copied
+
+
 @njit(cache=True)
 def gather_scaled(X, rows, scale, out):
-    for r in range(rows.shape[0]):
-        src, dst = X[rows[r]], out[r]
-        for j in range(src.shape[0]):
-            dst[j] = src[j]  # the exact cast, then the multiply in out's dtype: numpy's values
-            dst[j] *= scale
+    n, width = rows.shape[0], X.shape[1]
+    flat = X.reshape(-1)
+    for r in range(-AHEAD, n):
+        if r + AHEAD < n:  # a shuffled row is a cache miss: overlap them
+            for c in range(0, width, 64):
+                prefetch(flat, rows[r + AHEAD] * width + c)
+        if r >= 0:
+            src, dst = X[rows[r]], out[r]
+            for j in range(width):
+                dst[j] = src[j]  # the exact cast, then the multiply in out's dtype: numpy's values
+                dst[j] *= scale
 
 
 @njit(cache=True, inline="always")
@@ -381,6 +392,23 @@ def cblas_gemm(typingctx, address, trans_a, trans_b, m, n, k, a, lda, b, ldb, c,
         builder.call(fn, [ir.Constant(i32, 101), builder.trunc(int64(1, trans_a), i32), builder.trunc(int64(2, trans_b), i32),
                           int64(3, m), int64(4, n), int64(5, k), ir.Constant(real, 1.0), data(6, a_), int64(7, lda),
                           data(8, b_), int64(9, ldb), ir.Constant(real, 0.0), data(10, c_), int64(11, ldc)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Ask for the cache line holding array.flat[index] (LLVM's prefetch: a read, kept
+    in every cache level): a hint, which changes no value."""
+    sig = types.void(array, index)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = builder.module.declare_intrinsic("llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.bitcast(builder.gep(data, [args[1]]), i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+                          ir.Constant(i32, 1)])
         return context.get_dummy_value()
 
     return sig, codegen

@@ -245,3 +245,18 @@ def test_compiled_dropout_draws_are_the_numpy_draws(dtype):
         assert jit.uniform(key, start, got) is got
         NumpyBackend.__mro__[1].uniform(bk, key, start, want)  # Backend's array code
         assert np.array_equal(got, want), (key, start, shape)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [0, 1, 3, 300])
+def test_the_compiled_gather_is_numpys_cast_and_multiply(dtype, n):
+    """gather_scaled (rows asked for ahead of their copy) against numpy's X[rows] × scale,
+    bit for bit: rows fewer and more than those asked ahead, widths off the cache line."""
+    rng = np.random.default_rng(n)
+    for width in (100, 784):
+        X = rng.integers(0, 256, (500, width), dtype=np.uint8)
+        rows = rng.integers(0, 500, n)
+        rows[-1:] = 499  # the last row of X: nothing read past it
+        out, scale = np.empty((n, width), dtype), np.dtype(dtype).type(1 / 255)
+        assert jit.gather_scaled(X, rows, scale, out) is out
+        assert np.array_equal(out, X[rows].astype(dtype) * scale)
