@@ -332,7 +332,6 @@ class CupyBackend(Backend):
     def rng(self, seed):
         return self._cupy.random.RandomState(_seed_int(seed))
 
-
     def integers(self, rng, high, n):
         return rng.randint(0, high, n)
 
