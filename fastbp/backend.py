@@ -63,7 +63,12 @@ class Backend:
         `key` (a uint64 seed): row r from its outputs start + r·⌈w/2⌉ + 1, + 2, ...
         (w: out's width), each output v giving two draws, the top 24 bits of its
         two 32-bit halves: (v >> 40) / 2²⁴ and ((v >> 8) mod 2²⁴) / 2²⁴, exact in
-        float32 and float64."""
+        float32 and float64. Where the backend has kernels, one launch; else the
+        array code below, the reference."""
+        if self.fused and out.flags.c_contiguous:
+            from .nn import fused
+
+            return fused.uniform(self, key, start, out)
         xp, (rows, w) = self.xp, out.shape
         m = (w + 1) // 2
         cache = vars(self).setdefault("_splitmix", {})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import SPLITMIX
 from .nn import activations
 
 # Options for NVRTC, here and in the backend alike.
@@ -265,6 +266,34 @@ def optimizer_reference(name, p, g, n_weights, weight_decay, *args):
     raise ValueError(f"no fused kernel for optimizer {name!r}")
 
 
+# -- dropout's draws: SplitMix64 addressed by position (backend.uniform) -----------
+def uniform_source():
+    """backend.uniform as one kernel, SplitMix64's constants from backend.SPLITMIX.
+    Its reference is backend.Backend.uniform's array code."""
+    gamma, (s1, m1), (s2, m2), s3 = SPLITMIX
+    return f"""
+// out (rows × w, C order): row r from the outputs start + r·m + 1, + 2, ... (m = ⌈w/2⌉) of
+// SplitMix64's stream key, output i's state key + i·γ (mod 2⁶⁴); each output gives two draws,
+// the top 24 bits of its high and low halves, over 2²⁴: exact in float and double.
+extern "C" __global__ void uniform(real* out, unsigned long long key, unsigned long long start,
+                                   long long rows, long long w) {{
+    const long long m = (w + 1) / 2;
+    GRID_STRIDE(i, rows * m) {{
+        unsigned long long x = key + (start + (unsigned long long)i + 1ULL) * {gamma}ULL;
+        x ^= x >> {s1};
+        x *= {m1}ULL;
+        x ^= x >> {s2};
+        x *= {m2}ULL;
+        x ^= x >> {s3};
+        const long long r = i / m, j = 2 * (i - r * m);
+        real* row = out + r * w;
+        row[j] = (real)(x >> 40) * (real)5.9604644775390625e-08;
+        if (j + 1 < w) row[j + 1] = (real)((x >> 8) & 0xFFFFFFULL) * (real)5.9604644775390625e-08;
+    }}
+}}
+"""
+
+
 def sources():
     """{source name: (C body, the kernels it defines)}: every kernel, the
     activation switches generated from the records as they are now."""
@@ -275,4 +304,5 @@ def sources():
         "output_delta": (act + OUTPUT_DELTA, ("output_delta",)),
         "activation_grad": (act + ACTIVATION_GRAD, ("activation_grad",)),
         "optimizer": (OPTIMIZER, tuple(dict.fromkeys(OPTIMIZER_KERNELS.values()))),
+        "uniform": (uniform_source(), ("uniform",)),
     }

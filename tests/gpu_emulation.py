@@ -28,7 +28,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from fastbp import kernels
-from fastbp.backend import CupyBackend, NumpyBackend
+from fastbp.backend import Backend, CupyBackend, NumpyBackend
 from fastbp.cublas import OP_N, gemm_args
 
 
@@ -53,7 +53,8 @@ def _check_args(name, args, real):
     for a pointer, else a numpy scalar of the parameter's type."""
     types = SIGNATURES[name]
     assert len(args) == len(types), f"{name}: {len(args)} arguments for {len(types)} parameters"
-    want = {"real": real, "int": np.int32, "unsigned int": np.uint32, "long long": np.int64}
+    want = {"real": real, "int": np.int32, "unsigned int": np.uint32, "long long": np.int64,
+            "unsigned long long": np.uint64}
     for i, (arg, ctype) in enumerate(zip(args, types)):
         if ctype.endswith("*"):
             assert isinstance(arg, np.ndarray) and arg.dtype == real and arg.flags.c_contiguous, f"{name} argument {i}"
@@ -73,6 +74,10 @@ def _emulate(name, args):
     elif name == "output_delta":
         z, a, y, delta, act, slope, scale, n = args
         delta[...] = kernels.output_delta_reference(z, a, y, CODE_NAMES[int(act)], scale, slope)
+    elif name == "uniform":
+        out, key, start, rows, w = args
+        assert out.shape == (rows, w) and out.flags.c_contiguous
+        Backend.uniform(_REFERENCE, int(key), int(start), out)  # the array code: backend.uniform's reference
     elif name == "activation_grad":
         delta, z, a, act, slope, n = args
         delta[...] = kernels.activation_grad_reference(delta, z, a, CODE_NAMES[int(act)], slope)
@@ -83,6 +88,9 @@ def _emulate(name, args):
         for buf, value in zip([r for r in rest if isinstance(r, np.ndarray)], state):
             buf[...] = value
 
+
+_REFERENCE = NumpyBackend()
+_REFERENCE.jit = False  # Backend.uniform's array code on plain numpy
 
 REFUSED = "calling {} API during stream capture is currently unsupported"  # CuPy's words, per library
 

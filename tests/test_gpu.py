@@ -236,6 +236,22 @@ def test_checkpoint_moves_between_gpu_and_cpu(tmp_path, first, second):
     assert resumed.setup.net.bk.name == second and len(resumed.state.history) == 3 and summary["test_accuracy"] > 0.6
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fused", ["1", "0"])
+def test_dropout_draws_on_the_gpu_are_the_cpus(dtype, fused, monkeypatch):
+    """The kernel (and the array code on cupy, FASTBP_FUSED=0) draws what numpy draws, bit for bit."""
+    from fastbp.backend import Backend, get_backend
+
+    monkeypatch.setenv("FASTBP_FUSED", fused)
+    bk, cpu = type(_bk())(), get_backend("numpy")
+    monkeypatch.setattr(cpu, "jit", False)
+    for key, start, shape in [(2**64 - 7, (3 << 32) + 5, (128, 1200)), (11, 0, (5, 7))]:
+        got, want = bk.xp.empty(shape, dtype), np.empty(shape, dtype)
+        bk.uniform(key, start, got)
+        Backend.uniform(cpu, key, start, want)
+        assert np.array_equal(bk.to_numpy(got), want), (key, start, shape)
+
+
 def test_dropout_masks_on_the_gpu():
     """Inverted dropout: each hidden unit kept with probability 1 − p and scaled by 1/(1 − p);
     a resumed epoch's generator, skipped ahead, draws the same masks."""

@@ -264,3 +264,21 @@ def test_a_graph_step_needs_a_backend_with_graphs():
     s = _setup()
     with pytest.raises(ValueError, match="the numpy backend has no CUDA graphs"):
         loop.GraphStep(s.net, s.batches)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (4, 6)])
+def test_dropout_draws_are_one_launch_of_the_array_codes_values(dtype, shape):
+    """The cupy backend fills a mask with one `uniform` launch, whose emulation (the array
+    code) the launch's arguments must reproduce: a wrapped key, a start past 2^32."""
+    from fastbp.backend import Backend, get_backend
+
+    bk, key, start = EmulatedCupy(), 2**64 - 7, (3 << 32) + 5
+    got, want = np.empty(shape, dtype), np.empty(shape, dtype)
+    bk.uniform(key, start, got)
+    assert bk.launches == ["uniform"]
+    reference = get_backend("numpy")
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(reference, "jit", False)
+        Backend.uniform(reference, key, start, want)
+    assert np.array_equal(got, want) and 0 <= got.min() and got.max() < 1

@@ -89,6 +89,15 @@ class FusedLayers:
         return delta
 
 
+def uniform(bk, key, start, out):
+    """backend.uniform as one kernel (kernels.uniform_source) into a C-contiguous out."""
+    rows, w = out.shape
+    bk.function("uniform", "uniform", out.dtype)(
+        _grid(rows * ((w + 1) // 2)), (kernels.THREADS,),
+        (out, np.uint64(key % 2**64), np.uint64(start % 2**64), np.int64(rows), np.int64(w)))
+    return out
+
+
 def update(bk, name):
     """A callable(p, g, n_weights, weight_decay, *args) doing optimiser `name`'s
     whole update in one kernel (args: kernels.OPTIMIZER's), or None. On the
