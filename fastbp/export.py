@@ -36,6 +36,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UsageError
+from .extras import require
 from .nn import activations
 from .files import atomic_write
 
@@ -50,11 +51,7 @@ def _own_onnx(name):
 
 
 def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise UsageError("exporting to ONNX needs the onnx package: pip install 'fastbp[onnx]'") from None
-    return onnx
+    return require("onnx", "exporting to ONNX")
 
 
 def check_opset(opset=None) -> int:

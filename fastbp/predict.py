@@ -25,6 +25,7 @@ import numpy as np
 
 from .data.datasets import IMAGE_PREPROCESSING, is_header
 from .errors import DataError, UsageError
+from .extras import require
 
 MAX_PIXELS = 40_000_000  # a 12-megapixel phone photo passes; a decompression bomb does not
 SIDE, BOX = 28, 20  # MNIST: the digit fitted into 20x20, centred by mass in 28x28
@@ -119,10 +120,8 @@ def _error(path, problem):
 
 def read_image(path) -> np.ndarray:
     """The greyscale pixels (2-D uint8) of an image file; transparent parts count as white paper."""
-    try:
-        from PIL import Image, ImageOps
-    except ImportError:
-        raise UsageError("reading images needs Pillow: pip install 'fastbp[images]'") from None
+    require("PIL", "reading images")
+    from PIL import Image, ImageOps
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, with a clearer line

@@ -10,7 +10,6 @@ built-in digits, tiny nets) and gathered: one start trains every optimiser.
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from fastbp.train import loop
+from optional_helpers import require
 
 HELPER = str(Path(__file__).with_name("mpi_helper.py"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +44,7 @@ def _need(what):
 @pytest.fixture(scope="module")
 def mpiexec():
     """The mpiexec beside this Python (the mpich wheel's), else one on PATH."""
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        _need("mpi4py")
+    require("mpi4py", "mpi")
     here = Path(sys.executable).parent / "mpiexec"
     found = str(here) if here.exists() else shutil.which("mpiexec")
     if not found:

@@ -10,7 +10,7 @@ from cli_helpers import cli, expect_error  # noqa: F401 (cli is a fixture)
 
 from fastbp import export
 from fastbp.nn import activations
-from fastbp.errors import CheckpointError, UsageError
+from fastbp.errors import UsageError
 from fastbp.nn.network import Network
 from fastbp.predict import load_run
 from fastbp.train.build import Preprocess
@@ -132,8 +132,6 @@ def test_skl2onnx_route_when_it_is_installed():
 
 
 def test_cli_export_of_a_digits_run_matches_fastbp_eval(cli, digits_run, tmp_path):
-    from fastbp.train import config, trainer
-
     out = tmp_path / "digits.onnx"
     rc, stdout, err = cli("export", digits_run, "-o", out)
     assert rc == 0 and err == "" and "input ['N', 64], probabilities ['N', 10], label ['N']" in stdout

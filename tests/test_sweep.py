@@ -9,25 +9,19 @@ this process (processes=False) where processes don't matter.
 """
 
 import csv
-import os
 
 import pytest
 
 from fastbp import cli
 from fastbp.errors import ConfigError
+from optional_helpers import require
 
 QUICK = ["train.epochs=2", "output.plots=false", "output.grad_norms=false", 'train.backend="numpy"']
 
 
 @pytest.fixture(scope="module", autouse=True)
 def dask_installed():
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        why = "dask[distributed] is missing (pip install 'fastbp[dask]')"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(why)
-        pytest.skip(why)
+    require("distributed", "dask")
 
 
 def _sweep(out, grid, **kw):

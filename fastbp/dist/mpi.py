@@ -21,7 +21,8 @@ import os
 import sys
 import time
 
-from ..errors import ConfigError, FastBPError, Interrupted
+from ..errors import ConfigError, Interrupted
+from ..extras import require
 
 # What the launchers set: MPICH / Intel MPI (Hydra: PMI_*), Open MPI, Slurm's PMI2/PMIx.
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
@@ -110,10 +111,7 @@ def from_env(bk, cfg):
     where = launched()
     if where is None:
         return None
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        raise ConfigError("started by an MPI launcher, but mpi4py is missing: pip install 'fastbp[mpi]'") from None
+    MPI = require("mpi4py.MPI", "a run started by an MPI launcher", ConfigError)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if size == 1:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, FastBPError, UsageError
+from ..extras import require
 
 CONNECT_TIMEOUT = "5s"  # an unreachable scheduler: a clear error after this
 
@@ -153,21 +154,12 @@ def finished(run):
 
 
 # -- the cluster --------------------------------------------------------------------------------
-def _dask():
-    try:
-        import dask  # noqa: F401
-        import distributed
-    except ImportError:
-        raise UsageError("fastbp sweep needs Dask: pip install 'fastbp[dask]'") from None
-    return distributed
-
-
 def connect(workers=None, scheduler=None, *, processes=True):
     """(client, cluster or None, BLAS threads per task). A LocalCluster of
     `workers` single-task workers (default: one per core), each run capped at
     cores // workers BLAS threads; or the scheduler at `scheduler`, each run
     capped at its worker's cores // the worker's task slots."""
-    distributed = _dask()
+    distributed = require("distributed", "fastbp sweep")
     import logging
 
     if scheduler:

@@ -506,7 +506,7 @@ class BaseFastBP(BaseEstimator, ABC):
         """One scipy L-BFGS-B run over the flat buffer; each evaluation is a
         forward pass and BP1-BP4 over the whole set (on a GPU the vector
         crosses to the host and back once per evaluation)."""
-        bk, xp, dtype, nw = net.bk, net.xp, net.dtype, net.n_weights
+        bk, dtype, nw = net.bk, net.dtype, net.n_weights
         Xd, Yd = device_matrix(bk, X, dtype), bk.asarray(Y, dtype)
         swd = None if sample_weight is None else bk.asarray(sample_weight, dtype)
         sw_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-INSTALL = "pip install 'fastbp[tensorboard]'"
+from ..extras import problem
 
 # history row key -> tag; "loss/train" and "loss/val" share one chart in TensorBoard.
 SCALARS = {
@@ -59,8 +59,8 @@ def open_log(run_dir, histogram_every=5, first_epoch=1):
     """A TensorBoardLog, or None (after one warning) when tensorboardX is not installed."""
     try:
         import tensorboardX  # noqa: F401
-    except ImportError:
-        warnings.warn(f"output.tensorboard needs tensorboardX ({INSTALL}); "
+    except ImportError as exc:
+        warnings.warn(f"{problem('tensorboardX', 'output.tensorboard', exc)}; "
                       "training goes on, logging to history.jsonl only", stacklevel=2)
         return None
     return TensorBoardLog(run_dir, histogram_every, first_epoch)
