@@ -32,7 +32,7 @@ def problem(module, purpose, exc):
         return f"{purpose} needs {name}: pip install 'fastbp[{extra}]'"
     first = (str(exc).strip().splitlines() or [""])[0]
     return (f"{purpose} needs {name}, which is installed but does not import ({type(exc).__name__}: {first}); "
-            f"reinstall it: pip install --force-reinstall 'fastbp[{extra}]'")
+            f"install it again in a fresh venv: pip install 'fastbp[{extra}]'")
 
 
 def require(module, purpose, error=UsageError):

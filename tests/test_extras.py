@@ -38,7 +38,7 @@ def test_an_installed_extra_that_does_not_import_gets_its_own_error(fake):
     with pytest.raises(UsageError) as caught:
         extras.require("fastbp_fake_extra", "a sweep")
     assert str(caught.value) == ("a sweep needs Fake, which is installed but does not import (ImportError: _ssl.so: "
-                                 "undefined symbol: _PyModule_Add); reinstall it: pip install --force-reinstall "
+                                 "undefined symbol: _PyModule_Add); install it again in a fresh venv: pip install "
                                  "'fastbp[fake]'")
 
 
