@@ -28,6 +28,7 @@ def test_a_missing_extra_names_its_install_command(monkeypatch):
     with pytest.raises(UsageError, match=r"^exporting to ONNX needs the onnx package: pip install 'fastbp\[onnx\]'$"):
         extras.require("onnx", "exporting to ONNX")
     monkeypatch.setitem(sys.modules, "mpi4py", None)
+    monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)  # imported by an earlier test
     with pytest.raises(ConfigError, match=r"^a run needs mpi4py: pip install 'fastbp\[mpi\]'$"):
         extras.require("mpi4py.MPI", "a run", ConfigError)
 
