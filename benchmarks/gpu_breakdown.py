@@ -100,7 +100,7 @@ def breakdown(name, fused=True, steps=200, quick=False, tf32=False):
 
     # One fixed batch, the untimed methods: the step alone, then as a graph.
     _, x, y, _ = next(iter(s.batches.epoch(0)))
-    net, opt, lr = s.net, s.opt, s.lr_at(0)
+    lr = s.lr_at(0)
     forward, batch_cost, backward, opt_step = plain["forward"], plain["batch_cost"], plain["backward"], plain["step"]
 
     def one_step():

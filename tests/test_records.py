@@ -10,7 +10,6 @@ from gpu_emulation import EmulatedCupy
 from fastbp import kernels
 from fastbp.errors import ConfigError, UsageError
 from fastbp.nn import activations, costs, gradcheck
-from fastbp.nn.fused import FusedLayers
 from fastbp.nn.network import Network
 
 

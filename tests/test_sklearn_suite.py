@@ -9,13 +9,10 @@ xfail(strict=True): if one starts passing, the list must be updated.
 
 import importlib.util
 import os
-import warnings
 
-import numpy as np
 import pytest
 import sklearn.neural_network
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data, parametrize_with_checks
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from fastbp.estimator import FastBPClassifier, FastBPRegressor
 
