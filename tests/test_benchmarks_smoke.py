@@ -69,6 +69,14 @@ def test_plots_when_matplotlib_is_there(run):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_breakdown_of_a_time_to_target_case_times_its_recipe():
+    from benchmarks import cases
+    from benchmarks.breakdown import spec_of
+
+    assert spec_of("time-to-98").sizes == cases.FAST_RECIPE["sizes"] == (784, 192, 10)
+    assert spec_of("time-to-99").dropout == 0.3 and spec_of("medium") is cases.CASES["medium"].spec
+
+
 def test_breakdown_accounts_for_the_whole_step():
     from benchmarks.breakdown import PHASES, breakdown
     from fastbp.backend import get_backend
