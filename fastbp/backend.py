@@ -521,7 +521,9 @@ def cupy_status():
     """(usable, reason): can cupy run on a CUDA device here? Never raises."""
     try:
         import cupy
-    except Exception as exc:  # not installed, or broken install: its message says which
+    except Exception as exc:  # not installed, or an install that does not load: its message says which
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == "cupy":
+            return False, "cupy is not installed"
         message = (str(exc).splitlines() or [""])[0][:200]
         return False, f"cupy is not importable ({type(exc).__name__}{': ' + message if message else ''})"
     try:
@@ -553,7 +555,7 @@ def get_backend(name="auto"):
         if name == "auto":
             usable, reason = cupy_status()
             name = "cupy" if usable else "numpy"
-            if not usable and "not importable" not in reason:
+            if not usable and reason != "cupy is not installed":
                 # cupy is installed, so a GPU was expected: say why it is not used.
                 warnings.warn(f"backend auto: {reason}; using numpy", RuntimeWarning, stacklevel=2)
     if name not in ("numpy", "cupy"):

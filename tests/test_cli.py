@@ -121,15 +121,28 @@ def test_bad_data_file_in_a_real_process(tmp_path, make):
 
 
 def test_cupy_backend_without_a_gpu_exits_2(cli, tmp_path, monkeypatch):
-    monkeypatch.setattr(backend, "cupy_status", lambda: (False, "cupy is not importable (ModuleNotFoundError)"))
+    monkeypatch.setattr(backend, "cupy_status", lambda: (False, "cupy is not installed"))
     monkeypatch.setattr(backend, "_cache", {})
-    expect_error(cli("train", "--backend", "cupy", "--out", tmp_path, *TINY), 2, "backend 'cupy' cannot be used", "not importable", "--backend numpy")
+    expect_error(cli("train", "--backend", "cupy", "--out", tmp_path, *TINY), 2, "backend 'cupy' cannot be used: cupy is not installed",
+                 "--backend numpy")
+
+
+def test_cupy_status_tells_a_missing_cupy_from_one_that_does_not_load(tmp_path, monkeypatch):
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as if not installed
+    assert backend.cupy_status() == (False, "cupy is not installed")
+    (tmp_path / "cupy").mkdir()  # a cupy that cannot load its CUDA runtime
+    (tmp_path / "cupy" / "__init__.py").write_text("raise ImportError('libcudart.so.13: cannot open shared object file')\n")
+    monkeypatch.delitem(sys.modules, "cupy")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert backend.cupy_status() == (False, "cupy is not importable (ImportError: libcudart.so.13: cannot open shared object file)")
 
 
 @pytest.mark.parametrize(
     "reason,warns",
-    [("cupy found no CUDA device", True), ("cupy is not importable (ModuleNotFoundError)", False)],
-    ids=["installed-but-unusable", "absent"],
+    [("cupy found no CUDA device", True), ("cupy is not importable (ImportError: libcudart.so.13: cannot open shared "
+                                           "object file)", True), ("cupy is not installed", False)],
+    ids=["installed-but-unusable", "installed-but-broken", "absent"],
 )
 def test_auto_backend_falls_back_to_numpy(tmp_path, reason, warns):
     patch = f"import fastbp.backend; fastbp.backend.cupy_status = lambda: (False, {reason!r})"
