@@ -15,6 +15,7 @@ import numpy as np
 
 from .cublas import WORKSPACE_BYTES, gemm_args
 from .errors import BackendError
+from .extras import not_installed
 
 BACKENDS = ("numpy", "cupy", "auto")
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -522,7 +523,7 @@ def cupy_status():
     try:
         import cupy
     except Exception as exc:  # not installed, or an install that does not load: its message says which
-        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == "cupy":
+        if not_installed(exc, "cupy"):
             return False, "cupy is not installed"
         message = (str(exc).splitlines() or [""])[0][:200]
         return False, f"cupy is not importable ({type(exc).__name__}{': ' + message if message else ''})"

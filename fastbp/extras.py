@@ -14,21 +14,25 @@ from .errors import UsageError
 
 # top-level module -> (what users call it, its extra)
 EXTRAS = {
-    "dask": ("Dask", "dask"),
     "distributed": ("Dask", "dask"),
     "mpi4py": ("mpi4py", "mpi"),
     "onnx": ("the onnx package", "onnx"),
-    "onnxruntime": ("onnxruntime", "onnx"),
     "PIL": ("Pillow", "images"),
     "tensorboardX": ("tensorboardX", "tensorboard"),
 }
 
 
+def not_installed(exc, module):
+    """Did importing `module` fail because its package is not installed (rather than
+    failing inside an installed one, a missing dependency of its own included)?"""
+    top = module.partition(".")[0]
+    return isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == top
+
+
 def problem(module, purpose, exc):
     """The line for `purpose` (what needs it) when importing `module` raised `exc`."""
-    top = module.partition(".")[0]
-    name, extra = EXTRAS[top]
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").partition(".")[0] == top:
+    name, extra = EXTRAS[module.partition(".")[0]]
+    if not_installed(exc, module):
         return f"{purpose} needs {name}: pip install 'fastbp[{extra}]'"
     first = (str(exc).strip().splitlines() or [""])[0]
     return (f"{purpose} needs {name}, which is installed but does not import ({type(exc).__name__}: {first}); "

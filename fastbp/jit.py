@@ -279,6 +279,9 @@ def {name}_step(p, g, n_weights, weight_decay, {args}):
                        ("adam", "lr_t, m, v, beta1, beta2, eps, inv_sqrt_bc2")))
 
 
+_SUPPORT = _HEAD + _OPTIMIZERS  # one str object: _load's lookup hashes it once, not per call
+
+
 def _mode():
     return os.environ.get("FASTBP_JIT", "").strip().lower() or "auto"
 
@@ -480,7 +483,7 @@ def train_step(net):
 
 def gather_scaled(X, rows, scale, out):
     """out = X[rows] × scale in one pass (X uint8, as stored); None where numba does not import."""
-    module = _load(_HEAD + _OPTIMIZERS)
+    module = _load(_SUPPORT)
     if module is None:
         return None
     module.gather_scaled(X, rows, scale, out)
@@ -489,7 +492,7 @@ def gather_scaled(X, rows, scale, out):
 
 def uniform(key, start, out):
     """backend.uniform in one pass; None where numba does not import."""
-    module = _load(_HEAD + _OPTIMIZERS)
+    module = _load(_SUPPORT)
     if module is None:
         return None
     module.uniform(np.uint64((key + start * SPLITMIX[0]) % 2**64), out)
@@ -502,7 +505,7 @@ def update(name):
     fname = kernels.OPTIMIZER_KERNELS.get(name)  # the CUDA kernels' names, here too
     if fname is None:
         return None
-    module = _load(_HEAD + _OPTIMIZERS)
+    module = _load(_SUPPORT)
     if module is None:
         return None
     kernel = getattr(module, fname)

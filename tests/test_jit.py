@@ -1,8 +1,6 @@
 """jit.py's compiled CPU step and optimiser updates give what the numpy code
 gives (network.py, optim.py, loop.reference_step): to rounding, since the
-kernels add and multiply in their own order and their GEMMs are scipy's BLAS."""
-
-import os
+kernels add and multiply in their own order."""
 
 import numpy as np
 import pytest
@@ -13,13 +11,9 @@ from fastbp.errors import BackendError
 from fastbp.nn import activations, costs, optim
 from fastbp.nn.network import Network
 from fastbp.train.loop import reference_step, step_of
+from optional_helpers import require
 
-try:
-    import numba  # noqa: F401
-except ImportError:  # the test extra installs it: under CI its absence is a failure
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        raise
-    pytest.skip("numba is not installed (pip install 'fastbp[jit]')", allow_module_level=True)
+require("numba", "jit")  # the test extra installs it: under CI its absence is a failure
 
 TOL = {"float32": dict(rtol=2e-5, atol=2e-6), "float64": dict(rtol=1e-12, atol=1e-13)}
 PAIRS = [(out, cost) for cost, rec in costs.RECORDS.items() for out in rec.outputs]
